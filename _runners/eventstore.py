@@ -1,0 +1,698 @@
+"""
+Store every job return the master sees into MySQL/MariaDB or SQLite, from the master.
+
+Minions keep no database credentials: the master's reactor hands each
+``salt/job/<jid>/new`` (the job's load) and ``salt/job/<jid>/ret/<minion>``
+(a minion's return) event to :py:func:`store`, which writes it into the tables
+of Salt's mysql returner (``jids``, ``salt_returns``).  Every reader of that
+layout (the mysql returner's ``get_jid``/``get_fun``, Alcali, SQL reports)
+reads these rows as its own.
+
+:depends: PyMySQL for the mysql backend; nothing for SQLite.
+
+Installation
+------------
+
+Copy this file to ``_runners/eventstore.py`` under a ``file_roots`` directory,
+the reactor SLS to ``/srv/reactor/eventstore.sls``, then:
+
+.. code-block:: bash
+
+    salt-run saltutil.sync_runners
+    salt-run eventstore.init
+
+and add to the master config (then restart the master):
+
+.. code-block:: yaml
+
+    reactor:
+      - 'salt/job/*/new':
+        - /srv/reactor/eventstore.sls
+      - 'salt/job/*/ret/*':
+        - /srv/reactor/eventstore.sls
+
+Master configuration
+--------------------
+
+The mysql returner's own keys select MySQL, so one config serves both.  The
+defaults are the returner's:
+
+.. code-block:: yaml
+
+    mysql.host: 'salt'
+    mysql.user: 'salt'
+    mysql.pass: 'salt'
+    mysql.db: 'salt'
+    mysql.port: 3306
+    mysql.ssl_ca: None      # TLS to the server: any of these three turns it on
+    mysql.ssl_cert: None
+    mysql.ssl_key: None
+
+The nested form ``mysql: {host: ..., user: ...}`` is read too; a flat key wins.
+With none of these keys, returns go to SQLite in
+``<cachedir>/eventstore.sqlite3`` (mode 0600).
+
+Everything else sits under one ``eventstore`` key; all of it is optional:
+
+.. code-block:: yaml
+
+    eventstore:
+      backend: mysql          # or sqlite; default: mysql when a mysql.* key is set
+      sqlite_path: /var/cache/salt/master/eventstore.sqlite3
+      ignore_funs:            # shell globs of functions whose returns are not stored
+        - saltutil.find_job   # always ignored, listed here or not
+        - test.ping
+
+The configuration is read once per loaded module, not per stored return: after
+a change, restart the master (the reactor keeps its loaded runners).
+"""
+
+import fnmatch
+import json
+import logging
+import os
+import re
+import threading
+from collections import namedtuple
+
+try:
+    import pymysql
+
+    HAS_PYMYSQL = True
+except ImportError:
+    HAS_PYMYSQL = False
+
+import sqlite3
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "eventstore"
+
+#: Never stored: Salt polls running jobs with it every few seconds.
+ALWAYS_IGNORED = ("saltutil.find_job",)
+
+#: The width of ``salt_returns.fun`` in the mysql returner's layout.
+FUN_WIDTH = 50
+
+MYSQL_DEFAULTS = {
+    "host": "salt",
+    "user": "salt",
+    "pass": "salt",
+    "db": "salt",
+    "port": 3306,
+    "ssl_ca": None,
+    "ssl_cert": None,
+    "ssl_key": None,
+}
+
+JID_PATTERN = re.compile(r"\d{20}(?:_[0-9A-Za-z]+)?")
+
+ReturnRow = namedtuple("ReturnRow", "fun jid ret id success full_ret")
+LoadRow = namedtuple("LoadRow", "jid load")
+
+
+class Refused(ValueError):
+    """
+    An event that looks like ours but cannot be stored as it is; the message is
+    the reason, logged with the event's tag.
+    """
+
+
+# ---------------------------------------------------------------------------
+# Configuration: read once, from the master config.
+# ---------------------------------------------------------------------------
+
+Config = namedtuple("Config", "backend mysql sqlite_path ignore_funs")
+
+
+def resolve_config(opts):
+    """
+    Turn the master config into a :py:class:`Config`.  Pure: reads ``opts`` only.
+    """
+    own = opts.get("eventstore") or {}
+    nested = opts.get("mysql") if isinstance(opts.get("mysql"), dict) else {}
+    mysql = dict(MYSQL_DEFAULTS)
+    given = False
+    for key in MYSQL_DEFAULTS:
+        if f"mysql.{key}" in opts:
+            value, given = opts[f"mysql.{key}"], True
+        elif key in nested:
+            value, given = nested[key], True
+        else:
+            continue
+        # The returner's convention: the string "None" means unset.
+        mysql[key] = None if isinstance(value, str) and value.lower() == "none" else value
+    mysql["port"] = int(mysql["port"])
+
+    backend = own.get("backend") or ("mysql" if given else "sqlite")
+    if backend not in ("mysql", "sqlite"):
+        raise ValueError(f"eventstore: backend must be mysql or sqlite, not {backend!r}")
+    sqlite_path = own.get("sqlite_path") or os.path.join(
+        opts.get("cachedir", "/var/cache/salt/master"), "eventstore.sqlite3"
+    )
+    ignore = tuple(ALWAYS_IGNORED) + tuple(
+        glob for glob in own.get("ignore_funs") or () if glob not in ALWAYS_IGNORED
+    )
+    return Config(backend, mysql, sqlite_path, ignore)
+
+
+# ---------------------------------------------------------------------------
+# Events to rows: pure functions.
+# ---------------------------------------------------------------------------
+
+
+def parse_tag(tag):
+    """
+    Split a job event tag.  Returns ``("new", jid, None)``,
+    ``("ret", jid, minion)``, or ``None`` for any other tag.
+    """
+    if not isinstance(tag, str) or not tag.startswith("salt/job/"):
+        return None
+    parts = tag.split("/", 4)
+    if len(parts) == 4 and parts[3] == "new":
+        return ("new", parts[2], None)
+    if len(parts) == 5 and parts[3] == "ret":
+        return ("ret", parts[2], parts[4])
+    return None
+
+
+def to_json(obj):
+    """
+    JSON as the mysql returner writes it (``salt.utils.json.dumps``: UTF-8, not
+    ASCII escapes), except that text which cannot be encoded as UTF-8 (lone
+    surrogates) is written with ASCII escapes instead of failing: kept, not lost.
+    """
+    text = json.dumps(obj, ensure_ascii=False, default=_json_default)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = json.dumps(obj, ensure_ascii=True, default=_json_default)
+    return text
+
+
+def _json_default(obj):
+    # Event data is msgpack: bytes and sets are all that JSON lacks.
+    if isinstance(obj, (bytes, bytearray)):
+        return bytes(obj).decode("utf-8", "surrogateescape")
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj, key=repr)
+    return str(obj)
+
+
+def is_ignored(fun, ignore_funs):
+    """
+    True when ``fun`` matches one of the shell globs in ``ignore_funs``.
+    """
+    return any(fnmatch.fnmatchcase(fun, glob) for glob in ignore_funs)
+
+
+def _check_jid(tag_jid, data):
+    if not JID_PATTERN.fullmatch(tag_jid):
+        raise Refused(f"the tag's jid {tag_jid!r} is not a job id")
+    if "jid" in data and str(data["jid"]) != tag_jid:
+        raise Refused(f"data.jid {str(data['jid'])[:40]!r} disagrees with the tag")
+
+
+def return_row(jid, minion, data, ignore_funs=ALWAYS_IGNORED):
+    """
+    The ``salt_returns`` row for a ``salt/job/<jid>/ret/<minion>`` event, as
+    the mysql returner would write it, or ``None`` when its function is ignored.
+    Raises :py:class:`Refused` for an event that cannot be a minion's return.
+    """
+    if not isinstance(data, dict):
+        raise Refused("the event data is not a mapping")
+    if "return" not in data and isinstance(data.get("data"), dict):
+        data = data["data"]  # older paths nest the return load one level down
+    _check_jid(jid, data)
+    if not minion or data.get("id") != minion:
+        raise Refused(f"data.id {str(data.get('id'))[:80]!r} disagrees with the tag")
+    if "return" not in data:
+        raise Refused("the event has no return")
+    fun = data.get("fun")
+    if not isinstance(fun, str) or not fun:
+        raise Refused("the event has no function name")
+    if is_ignored(fun, ignore_funs):
+        return None
+    return ReturnRow(
+        # The column is varchar(50); the whole name stays in full_ret.
+        fun=fun[:FUN_WIDTH],
+        jid=jid,
+        ret=to_json(data["return"]),
+        id=minion,
+        # The returner writes the bool, which the driver turns into '1'/'0'.
+        success="1" if data.get("success", False) == 1 else "0",
+        full_ret=to_json(data),
+    )
+
+
+def load_row(jid, data):
+    """
+    The ``jids`` row for a ``salt/job/<jid>/new`` event: the job's load as JSON.
+    Raises :py:class:`Refused` for an event that cannot be a job's load.
+    """
+    if not isinstance(data, dict):
+        raise Refused("the event data is not a mapping")
+    _check_jid(jid, data)
+    if not isinstance(data.get("fun"), str):
+        raise Refused("the job load has no function name")
+    return LoadRow(jid=jid, load=to_json(data))
+
+
+def glob_to_like(glob):
+    """
+    Turn a shell glob (``web*``, ``state.*``) into a SQL LIKE pattern with ``!``
+    as its escape character.
+    """
+    out = []
+    for char in glob:
+        if char in "!%_":
+            out.append("!" + char)
+        elif char == "*":
+            out.append("%")
+        elif char == "?":
+            out.append("_")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------
+# Storage: the SQL is written once, in MySQL's quoting and placeholders; the
+# SQLite store translates the placeholders and the duplicate clause.
+# ---------------------------------------------------------------------------
+
+_MYSQL_TABLES = (
+    """CREATE TABLE IF NOT EXISTS `jids` (
+  `jid` varchar(255) NOT NULL,
+  `load` mediumtext NOT NULL,
+  UNIQUE KEY `jid` (`jid`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+    """CREATE TABLE IF NOT EXISTS `salt_returns` (
+  `fun` varchar(50) NOT NULL,
+  `jid` varchar(255) NOT NULL,
+  `return` mediumtext NOT NULL,
+  `id` varchar(255) NOT NULL,
+  `success` varchar(10) NOT NULL,
+  `full_ret` mediumtext NOT NULL,
+  `alter_time` TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+  KEY `id` (`id`),
+  KEY `jid` (`jid`),
+  KEY `fun` (`fun`),
+  UNIQUE KEY `jid_id` (`jid`, `id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+)
+
+_SQLITE_TABLES = (
+    """CREATE TABLE IF NOT EXISTS `jids` (
+  `jid` varchar(255) NOT NULL UNIQUE,
+  `load` mediumtext NOT NULL
+)""",
+    """CREATE TABLE IF NOT EXISTS `salt_returns` (
+  `fun` varchar(50) NOT NULL,
+  `jid` varchar(255) NOT NULL,
+  `return` mediumtext NOT NULL,
+  `id` varchar(255) NOT NULL,
+  `success` varchar(10) NOT NULL,
+  `full_ret` mediumtext NOT NULL,
+  `alter_time` TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+  UNIQUE (`jid`, `id`)
+)""",
+    "CREATE INDEX IF NOT EXISTS `salt_returns_id` ON `salt_returns` (`id`)",
+    "CREATE INDEX IF NOT EXISTS `salt_returns_fun` ON `salt_returns` (`fun`)",
+)
+
+# One row per (jid, minion): the first copy of a return wins, later ones are
+# no-ops.  Not INSERT IGNORE, which would also turn a too-long value into a
+# silently truncated one.
+_INSERT_RETURN = (
+    "INSERT INTO `salt_returns` (`fun`, `jid`, `return`, `id`, `success`, `full_ret`)"
+    " VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE `jid` = `jid`"
+)
+_INSERT_LOAD = (
+    "INSERT INTO `jids` (`jid`, `load`) VALUES (%s, %s) ON DUPLICATE KEY UPDATE `jid` = `jid`"
+)
+_SELECT_JID = "SELECT `id`, `full_ret` FROM `salt_returns` WHERE `jid` = %s ORDER BY `id`"
+_SELECT_LATEST = (
+    "SELECT `jid`, `id`, `fun`, `success`, `alter_time`, `full_ret` FROM `salt_returns`"
+    " {where} ORDER BY `jid` DESC, `id` LIMIT %s"
+)
+
+
+class _Store:
+    """
+    One connection per thread (the reactor stores from up to
+    ``reactor_worker_threads`` threads at once), reused across calls.
+    """
+
+    dialect = None
+    tables = ()
+    lost_connection = ()
+
+    def __init__(self, config):
+        self.config = config
+        self._local = threading.local()
+
+    def sql(self, statement):
+        return statement
+
+    def connect(self):
+        raise NotImplementedError
+
+    def _connection(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.connect()
+        return conn
+
+    def _drop_connection(self):
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # pylint: disable=broad-except
+                pass
+
+    def run(self, work):
+        """
+        Run ``work(cursor)`` in one transaction on this thread's connection and
+        commit.  A connection the server dropped (idle timeout, restart) is
+        replaced once; all our writes are idempotent, so the retry is safe.
+        """
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                cur = conn.cursor()
+                try:
+                    result = work(cur)
+                finally:
+                    cur.close()
+                conn.commit()
+                return result
+            except self.lost_connection:
+                self._drop_connection()
+                if attempt == 2:
+                    raise
+            except Exception:
+                try:
+                    conn.rollback()
+                except Exception:  # pylint: disable=broad-except
+                    self._drop_connection()
+                raise
+
+    def create_tables(self):
+        def work(cur):
+            for statement in self.tables:
+                cur.execute(statement)
+
+        self.run(work)
+
+    def insert_return(self, row):
+        """
+        Insert a return row; True when it is new, False when (jid, id) was stored already.
+        """
+        return self._insert(_INSERT_RETURN, row)
+
+    def insert_load(self, row):
+        """
+        Insert a job load; True when it is new, False when the jid was stored already.
+        """
+        return self._insert(_INSERT_LOAD, row)
+
+    def _insert(self, statement, row):
+        def work(cur):
+            cur.execute(self.sql(statement), tuple(row))
+            return cur.rowcount == 1
+
+        return self.run(work)
+
+    def select(self, statement, params):
+        def work(cur):
+            cur.execute(self.sql(statement), params)
+            return cur.fetchall()
+
+        return self.run(work)
+
+    def describe(self):
+        raise NotImplementedError
+
+
+class _MySQLStore(_Store):
+    dialect = "mysql"
+    tables = _MYSQL_TABLES
+    if HAS_PYMYSQL:
+        lost_connection = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
+
+    def connect(self):
+        opts = self.config.mysql
+        ssl = {
+            name: opts[f"ssl_{name}"] for name in ("ca", "cert", "key") if opts.get(f"ssl_{name}")
+        }
+        return pymysql.connect(
+            host=opts["host"],
+            port=opts["port"],
+            user=opts["user"],
+            password=opts["pass"] or "",
+            database=opts["db"],
+            ssl=ssl or None,
+            charset="utf8mb4",
+            # query() shows alter_time in UTC, as SQLite's CURRENT_TIMESTAMP is.
+            init_command="SET time_zone = '+00:00'",
+            connect_timeout=5,
+            autocommit=False,
+        )
+
+    def describe(self):
+        opts = self.config.mysql
+        return f"mysql://{opts['user']}@{opts['host']}:{opts['port']}/{opts['db']}"
+
+
+class _SQLiteStore(_Store):
+    dialect = "sqlite"
+    tables = _SQLITE_TABLES
+    lost_connection = ()
+
+    def sql(self, statement):
+        return statement.replace("%s", "?").replace(
+            "ON DUPLICATE KEY UPDATE `jid` = `jid`", "ON CONFLICT DO NOTHING"
+        )
+
+    def connect(self):
+        path = self.config.sqlite_path
+        if not os.path.exists(path):
+            # Returns can hold secrets: the file is the master's alone.
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        conn = sqlite3.connect(path, timeout=10)
+        # WAL lets salt-run read while the reactor writes, from another process.
+        conn.execute("PRAGMA journal_mode=WAL")
+        # The zero-setup backend makes its own tables, once per connection.
+        for statement in self.tables:
+            conn.execute(statement)
+        conn.commit()
+        return conn
+
+    def describe(self):
+        return f"sqlite://{self.config.sqlite_path}"
+
+
+_STORES = {"mysql": _MySQLStore, "sqlite": _SQLiteStore}
+
+# Built on first use and kept for the life of the loaded module, so a stored
+# return costs neither config parsing nor a new connection.
+_STATE = {"store": None}
+_STATE_LOCK = threading.Lock()
+
+
+def _store():
+    store = _STATE["store"]
+    if store is None:
+        with _STATE_LOCK:
+            store = _STATE["store"]
+            if store is None:
+                config = resolve_config(__opts__)
+                store = _STATE["store"] = _STORES[config.backend](config)
+    return store
+
+
+def _schema_sql(dialect):
+    """
+    The DDL of ``sql/<dialect>.sql``, from the same statements :py:func:`init` runs.
+    """
+    tables = _STORES[dialect].tables
+    head = (
+        f"-- eventstore schema for {dialect}: the mysql returner's jids and salt_returns,\n"
+        "-- plus one row per (jid, minion).  Generated by `make sql` from _runners/eventstore.py.\n"
+    )
+    return head + "\n".join(statement + ";\n" for statement in tables)
+
+
+def _write_schema_files(folder):
+    for dialect in _STORES:
+        with open(os.path.join(folder, f"{dialect}.sql"), "w", encoding="utf-8") as handle:
+            handle.write(_schema_sql(dialect))
+
+
+# ---------------------------------------------------------------------------
+# The runner functions.
+# ---------------------------------------------------------------------------
+
+
+def __virtual__():
+    try:
+        backend = resolve_config(__opts__).backend
+    except ValueError as exc:
+        return False, str(exc)
+    if backend == "mysql" and not HAS_PYMYSQL:
+        return (
+            False,
+            "eventstore: the mysql backend needs PyMySQL, which is not installed "
+            "(pip install pymysql; on onedir masters: salt-pip install pymysql)",
+        )
+    return __virtualname__
+
+
+def store(tag, data):
+    """
+    Store one job event: what the reactor calls for ``salt/job/*/new`` and
+    ``salt/job/*/ret/*``.
+
+    A minion's return becomes one ``salt_returns`` row, a job's load one
+    ``jids`` row, at most once each: a return that arrives again is not
+    stored twice.  Returns of ``saltutil.find_job`` and of the functions in
+    ``eventstore:ignore_funs`` are not stored, nor are other tags.  Returns a
+    one-word result (``stored``, ``duplicate``, ``ignored``, ``refused`` or
+    ``failed``), because Salt fires it back onto the event bus.
+
+    tag
+        The event's tag.
+
+    data
+        The event's data.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run eventstore.store tag=salt/job/20260101120000000000/ret/web1 \\
+            data='{"id": "web1", "jid": "20260101120000000000", "fun": "test.ping", "return": true, "success": true}'
+    """
+    # No __context__["retcode"] here: the reactor shares one context between
+    # all its runner calls, so one failure would mark every later job failed.
+    parsed = parse_tag(tag)
+    if parsed is None:
+        return "ignored"
+    kind, jid, minion = parsed
+    store_ = _store()
+    try:
+        if kind == "new":
+            row, insert = load_row(jid, data), store_.insert_load
+        else:
+            row = return_row(jid, minion, data, store_.config.ignore_funs)
+            insert = store_.insert_return
+    except Refused as exc:
+        log.warning("eventstore: not storing %s: %s", tag[:300], exc)
+        return "refused"
+    if row is None:
+        return "ignored"
+    try:
+        return "stored" if insert(row) else "duplicate"
+    except Exception as exc:  # pylint: disable=broad-except
+        # A driver's error text holds no credentials; the event data is not logged.
+        log.error("eventstore: could not store %s in %s: %s", tag, store_.describe(), exc)
+        return "failed"
+
+
+def init():
+    """
+    Create the ``jids`` and ``salt_returns`` tables if they are missing, on the
+    configured backend.  Safe to run again.  The database user needs the
+    CREATE and INDEX privileges for this one step only.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run eventstore.init
+    """
+    store_ = _store()
+    try:
+        store_.create_tables()
+    except Exception as exc:  # pylint: disable=broad-except
+        __context__["retcode"] = 1
+        return f"Could not create the tables in {store_.describe()}: {exc}"
+    return f"Tables jids and salt_returns are ready in {store_.describe()}"
+
+
+def _truthy(value):
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "y", "on")
+    return bool(value)
+
+
+def query(jid=None, minion=None, fun=None, success=None, limit=20):
+    """
+    Read stored returns back.
+
+    With ``jid``: ``{minion: return}`` for that job, as ``salt-run
+    jobs.lookup_jid`` prints it (a state run prints with the highstate
+    outputter).  Without: the latest stored returns, newest job first, each
+    with its jid, minion, function, success and time, filtered by:
+
+    jid
+        A job id.
+
+    minion
+        A minion id or shell glob (``web*``).
+
+    fun
+        A function name or shell glob (``state.*``).
+
+    success
+        ``True`` for successful returns only, ``False`` for failed ones only.
+
+    limit : 20
+        How many returns to list at most (without ``jid``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run eventstore.query jid=20260101120000000000
+        salt-run eventstore.query minion='web*' fun=state.apply success=False limit=5
+    """
+    store_ = _store()
+    if jid is not None:
+        returns, outputter = {}, None
+        for minion_id, full_ret in store_.select(_SELECT_JID, (str(jid),)):
+            full = json.loads(full_ret)
+            returns[minion_id] = full.get("return")
+            outputter = outputter or full.get("out")
+        return {"outputter": outputter, "data": returns} if outputter else returns
+
+    where, params = [], []
+    for column, glob in (("id", minion), ("fun", fun)):
+        if glob is not None:
+            where.append(f"`{column}` LIKE %s ESCAPE '!'")
+            params.append(glob_to_like(str(glob)))
+    if success is not None:
+        where.append("`success` = %s")
+        params.append("1" if _truthy(success) else "0")
+    params.append(int(limit))
+    statement = _SELECT_LATEST.format(where=("WHERE " + " AND ".join(where)) if where else "")
+    rows = []
+    for row_jid, minion_id, row_fun, row_success, alter_time, full_ret in store_.select(
+        statement, tuple(params)
+    ):
+        full = json.loads(full_ret)
+        rows.append(
+            {
+                "jid": row_jid,
+                "minion": minion_id,
+                "fun": full.get("fun", row_fun),
+                "success": row_success == "1",
+                "time": str(alter_time),
+                "return": full.get("return"),
+            }
+        )
+    return rows
