@@ -125,7 +125,7 @@ class Refused(ValueError):
 Config = namedtuple("Config", "backend mysql sqlite_path ignore_funs")
 
 
-def resolve_config(opts):
+def _resolve_config(opts):
     """
     Turn the master config into a :py:class:`Config`.  Pure: reads ``opts`` only.
     """
@@ -161,7 +161,7 @@ def resolve_config(opts):
 # ---------------------------------------------------------------------------
 
 
-def parse_tag(tag):
+def _parse_tag(tag):
     """
     Split a job event tag.  Returns ``("new", jid, None)``,
     ``("ret", jid, minion)``, or ``None`` for any other tag.
@@ -176,7 +176,7 @@ def parse_tag(tag):
     return None
 
 
-def to_json(obj):
+def _to_json(obj):
     """
     JSON as the mysql returner writes it (``salt.utils.json.dumps``: UTF-8, not
     ASCII escapes), except that text which cannot be encoded as UTF-8 (lone
@@ -199,7 +199,7 @@ def _json_default(obj):
     return str(obj)
 
 
-def is_ignored(fun, ignore_funs):
+def _is_ignored(fun, ignore_funs):
     """
     True when ``fun`` matches one of the shell globs in ``ignore_funs``.
     """
@@ -213,7 +213,7 @@ def _check_jid(tag_jid, data):
         raise Refused(f"data.jid {str(data['jid'])[:40]!r} disagrees with the tag")
 
 
-def return_row(jid, minion, data, ignore_funs=ALWAYS_IGNORED):
+def _return_row(jid, minion, data, ignore_funs=ALWAYS_IGNORED):
     """
     The ``salt_returns`` row for a ``salt/job/<jid>/ret/<minion>`` event, as
     the mysql returner would write it, or ``None`` when its function is ignored.
@@ -231,21 +231,21 @@ def return_row(jid, minion, data, ignore_funs=ALWAYS_IGNORED):
     fun = data.get("fun")
     if not isinstance(fun, str) or not fun:
         raise Refused("the event has no function name")
-    if is_ignored(fun, ignore_funs):
+    if _is_ignored(fun, ignore_funs):
         return None
     return ReturnRow(
         # The column is varchar(50); the whole name stays in full_ret.
         fun=fun[:FUN_WIDTH],
         jid=jid,
-        ret=to_json(data["return"]),
+        ret=_to_json(data["return"]),
         id=minion,
         # The returner writes the bool, which the driver turns into '1'/'0'.
         success="1" if data.get("success", False) == 1 else "0",
-        full_ret=to_json(data),
+        full_ret=_to_json(data),
     )
 
 
-def load_row(jid, data):
+def _load_row(jid, data):
     """
     The ``jids`` row for a ``salt/job/<jid>/new`` event: the job's load as JSON.
     Raises :py:class:`Refused` for an event that cannot be a job's load.
@@ -255,10 +255,10 @@ def load_row(jid, data):
     _check_jid(jid, data)
     if not isinstance(data.get("fun"), str):
         raise Refused("the job load has no function name")
-    return LoadRow(jid=jid, load=to_json(data))
+    return LoadRow(jid=jid, load=_to_json(data))
 
 
-def glob_to_like(glob):
+def _glob_to_like(glob):
     """
     Turn a shell glob (``web*``, ``state.*``) into a SQL LIKE pattern with ``!``
     as its escape character.
@@ -510,7 +510,7 @@ def _store():
         with _STATE_LOCK:
             store = _STATE["store"]
             if store is None:
-                config = resolve_config(__opts__)
+                config = _resolve_config(__opts__)
                 store = _STATE["store"] = _STORES[config.backend](config)
     return store
 
@@ -540,7 +540,7 @@ def _write_schema_files(folder):
 
 def __virtual__():
     try:
-        backend = resolve_config(__opts__).backend
+        backend = _resolve_config(__opts__).backend
     except ValueError as exc:
         return False, str(exc)
     if backend == "mysql" and not HAS_PYMYSQL:
@@ -579,16 +579,16 @@ def store(tag, data):
     """
     # No __context__["retcode"] here: the reactor shares one context between
     # all its runner calls, so one failure would mark every later job failed.
-    parsed = parse_tag(tag)
+    parsed = _parse_tag(tag)
     if parsed is None:
         return "ignored"
     kind, jid, minion = parsed
     store_ = _store()
     try:
         if kind == "new":
-            row, insert = load_row(jid, data), store_.insert_load
+            row, insert = _load_row(jid, data), store_.insert_load
         else:
-            row = return_row(jid, minion, data, store_.config.ignore_funs)
+            row = _return_row(jid, minion, data, store_.config.ignore_funs)
             insert = store_.insert_return
     except Refused as exc:
         log.warning("eventstore: not storing %s: %s", tag[:300], exc)
@@ -674,7 +674,7 @@ def query(jid=None, minion=None, fun=None, success=None, limit=20):
     for column, glob in (("id", minion), ("fun", fun)):
         if glob is not None:
             where.append(f"`{column}` LIKE %s ESCAPE '!'")
-            params.append(glob_to_like(str(glob)))
+            params.append(_glob_to_like(str(glob)))
     if success is not None:
         where.append("`success` = %s")
         params.append("1" if _truthy(success) else "0")

@@ -1,5 +1,5 @@
 #!jinja|json
-{#-
+{#
   eventstore: hand every job load (salt/job/<jid>/new) and job return
   (salt/job/<jid>/ret/<minion>) seen on the master bus to the eventstore runner,
   which decides what to store.
