@@ -1,0 +1,68 @@
+"""
+Load the runner module straight from the checkout, the way Salt's loader would
+hand it its globals, for tests that call its functions directly.
+"""
+
+import importlib.util
+import itertools
+import pathlib
+
+REPO = pathlib.Path(__file__).resolve().parent.parent
+RUNNER_PATH = REPO / "_runners" / "eventstore.py"
+REACTOR_SLS = REPO / "reactor" / "eventstore.sls"
+
+_counter = itertools.count()
+
+
+def load_runner(opts):
+    """
+    A fresh copy of ``_runners/eventstore.py`` (its own module state) with
+    ``__opts__`` and an empty ``__context__``.
+    """
+    spec = importlib.util.spec_from_file_location(f"eventstore_{next(_counter)}", RUNNER_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.__opts__ = opts
+    module.__context__ = {}
+    return module
+
+
+JID = "20261126120000000000"
+
+
+def ret_event(minion="web1", jid=JID, fun="test.ping", ret=True, success=True, **extra):
+    """
+    A ``salt/job/<jid>/ret/<minion>`` tag and data as the master fires them.
+    """
+    data = {
+        "cmd": "_return",
+        "id": minion,
+        "jid": jid,
+        "fun": fun,
+        "fun_args": [],
+        "return": ret,
+        "retcode": 0 if success else 1,
+        "success": success,
+        "_stamp": "2026-11-26T12:00:00.123456+00:00",
+    }
+    data.update(extra)
+    return f"salt/job/{jid}/ret/{minion}", data
+
+
+def new_event(jid=JID, fun="test.ping", minions=("web1",), **extra):
+    """
+    A ``salt/job/<jid>/new`` tag and data as the master fires them.
+    """
+    data = {
+        "jid": jid,
+        "tgt_type": "glob",
+        "tgt": "*",
+        "user": "root",
+        "fun": fun,
+        "arg": [],
+        "minions": list(minions),
+        "missing": [],
+        "_stamp": "2026-11-26T12:00:00.000001+00:00",
+    }
+    data.update(extra)
+    return f"salt/job/{jid}/new", data

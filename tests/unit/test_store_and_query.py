@@ -1,0 +1,161 @@
+"""
+The runner functions the reactor and admins call, on the zero-setup SQLite backend.
+"""
+
+import logging
+import os
+import sqlite3
+import stat
+import threading
+
+from runnerlib import JID, new_event, ret_event
+
+
+def rows(es, sql="SELECT fun, jid, id, success FROM salt_returns ORDER BY id"):
+    with sqlite3.connect(es._resolve_config(es.__opts__).sqlite_path) as conn:
+        return conn.execute(sql).fetchall()
+
+
+def test_store_writes_a_return_row(es):
+    assert es.store(*ret_event()) == "stored"
+    assert rows(es) == [("test.ping", JID, "web1", "1")]
+
+
+def test_the_same_return_twice_is_one_row(es):
+    tag, data = ret_event()
+    es.store(tag, data)
+    assert es.store(tag, data) == "duplicate"
+    assert len(rows(es)) == 1
+
+
+def test_store_writes_the_job_load(es):
+    assert es.store(*new_event(fun="cmd.run")) == "stored"
+    assert rows(es, "SELECT jid FROM jids") == [(JID,)]
+
+
+def test_other_tags_are_ignored_and_write_nothing(es):
+    assert es.store("salt/auth", {"id": "web1"}) == "ignored"
+    assert not os.path.exists(es._resolve_config(es.__opts__).sqlite_path)
+
+
+def test_find_job_return_is_ignored(es):
+    es.init()
+    assert es.store(*ret_event(fun="saltutil.find_job", ret={})) == "ignored"
+    assert rows(es) == []
+
+
+def test_refused_event_is_logged_once_with_tag_and_reason_but_not_its_data(es, caplog):
+    tag, data = ret_event(ret="secret-token-value")
+    data["id"] = "impostor"
+    with caplog.at_level(logging.WARNING):
+        assert es.store(tag, data) == "refused"
+    assert len(caplog.records) == 1
+    assert tag in caplog.text and "disagrees with the tag" in caplog.text
+    assert "secret-token-value" not in caplog.text
+
+
+def test_database_error_is_logged_without_the_data_and_reported(es, caplog, tmp_path):
+    es.__opts__["eventstore"] = {"sqlite_path": str(tmp_path / "no-such-dir" / "x" / "db")}
+    (tmp_path / "no-such-dir").write_text("a file where a folder should be")
+    with caplog.at_level(logging.ERROR):
+        assert es.store(*ret_event(ret="secret-token-value")) == "failed"
+    assert "could not store" in caplog.text
+    assert "secret-token-value" not in caplog.text
+
+
+def test_sqlite_file_is_readable_by_the_master_only(es):
+    es.store(*ret_event())
+    mode = stat.S_IMODE(os.stat(es._resolve_config(es.__opts__).sqlite_path).st_mode)
+    assert mode == 0o600
+
+
+def test_store_reuses_its_connection_across_calls(es):
+    opened = []
+    connect = es._SQLiteStore.connect
+
+    def counting_connect(self):
+        opened.append(1)
+        return connect(self)
+
+    es._SQLiteStore.connect = counting_connect
+    for minion in ("a", "b", "c"):
+        es.store(*ret_event(minion=minion))
+    assert len(opened) == 1
+
+
+def test_store_from_ten_threads_at_once_stores_every_return(es):
+    def worker(n):
+        for i in range(20):
+            es.store(*ret_event(minion=f"m{n}-{i}"))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(rows(es)) == 200
+
+
+def test_init_creates_the_tables_and_can_run_again(es):
+    assert "ready" in es.init()
+    assert "ready" in es.init()
+    assert rows(es, "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name") == [
+        ("jids",),
+        ("salt_returns",),
+    ]
+
+
+def test_query_by_jid_gives_minion_to_return(es):
+    es.store(*ret_event(minion="web1", fun="cmd.run", ret="up 3 days"))
+    es.store(*ret_event(minion="web2", fun="cmd.run", ret="up 9 days"))
+    assert es.query(jid=JID) == {"web1": "up 3 days", "web2": "up 9 days"}
+
+
+def test_query_by_jid_of_a_state_run_asks_for_the_highstate_outputter(es):
+    state_ret = {"test_|-x_|-x_|-succeed_without_changes": {"result": True, "changes": {}}}
+    es.store(*ret_event(fun="state.apply", ret=state_ret, out="highstate"))
+    assert es.query(jid=JID) == {"outputter": "highstate", "data": {"web1": state_ret}}
+
+
+def test_query_by_unknown_jid_is_empty(es):
+    es.init()
+    assert es.query(jid="20000101000000000000") == {}
+
+
+def test_query_lists_latest_returns_newest_job_first(es):
+    es.store(*ret_event(jid="20261126100000000000", ret="old"))
+    es.store(*ret_event(jid="20261126110000000000", ret="new"))
+    listed = es.query()
+    assert [r["return"] for r in listed] == ["new", "old"]
+    assert set(listed[0]) == {"jid", "minion", "fun", "success", "time", "return"}
+
+
+def test_query_filters_by_minion_glob(es):
+    for minion in ("web1", "web2", "db1"):
+        es.store(*ret_event(minion=minion))
+    assert sorted(r["minion"] for r in es.query(minion="web*")) == ["web1", "web2"]
+
+
+def test_query_filters_by_function(es):
+    es.store(*ret_event(minion="a", fun="cmd.run"))
+    es.store(*ret_event(minion="b", fun="test.ping"))
+    assert [r["minion"] for r in es.query(fun="cmd.*")] == ["a"]
+
+
+def test_query_filters_failed_returns(es):
+    es.store(*ret_event(minion="ok", success=True))
+    es.store(*ret_event(minion="bad", success=False))
+    assert [r["minion"] for r in es.query(success=False)] == ["bad"]
+    assert [r["minion"] for r in es.query(success="True")] == ["ok"]
+
+
+def test_query_limit_caps_the_list(es):
+    for n in range(5):
+        es.store(*ret_event(minion=f"m{n}"))
+    assert len(es.query(limit=2)) == 2
+
+
+def test_query_glob_treats_sql_wildcards_literally(es):
+    es.store(*ret_event(minion="web_1"))
+    es.store(*ret_event(minion="webX1"))
+    assert [r["minion"] for r in es.query(minion="web_1")] == ["web_1"]
