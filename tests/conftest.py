@@ -1,0 +1,51 @@
+"""Fixtures shared by every test tier: a MySQL/MariaDB database per test."""
+
+import os
+import sys
+
+import pytest
+
+# `mysqlserver` sits next to this file; make it importable whatever --import-mode is used.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import mysqlserver  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def mysql_server():
+    """The server from EVENTSTORE_TEST_MYSQL_URL, else a throwaway MariaDB for this session."""
+    if os.environ.get(mysqlserver.URL_ENV):
+        yield mysqlserver.parse_url(os.environ[mysqlserver.URL_ENV])
+        return
+    if not mysqlserver.server_binary():
+        pytest.skip(
+            f"no MySQL: {mysqlserver.URL_ENV} is not set and no mariadbd/mysqld binary is installed"
+        )
+    server = mysqlserver.ThrowawayServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mysql_database(mysql_server):
+    """Name of a fresh, empty utf8mb4 database, dropped after the test."""
+    name = mysql_server.create_database()
+    try:
+        yield name
+    finally:
+        mysql_server.drop_database(name)
+
+
+@pytest.fixture
+def mysql_opts(mysql_server, mysql_database):
+    """Salt master config pointing the mysql returner (and our runner) at `mysql_database`."""
+    return {
+        "mysql.host": mysql_server.host,
+        "mysql.port": int(mysql_server.port),
+        "mysql.user": mysql_server.user,
+        "mysql.pass": mysql_server.password,
+        "mysql.db": mysql_database,
+    }
+
