@@ -1,4 +1,4 @@
-"""Fixtures shared by every test tier: a MySQL/MariaDB database per test."""
+"""Fixtures and hooks shared by every test tier: a MySQL/MariaDB database per test, and CI strictness."""
 
 import os
 import sys
@@ -9,6 +9,10 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import mysqlserver  # noqa: E402
+
+
+def _in_ci():
+    return os.environ.get("CI", "").lower() in ("true", "1")
 
 
 @pytest.fixture(scope="session")
@@ -49,3 +53,30 @@ def mysql_opts(mysql_server, mysql_database):
         "mysql.db": mysql_database,
     }
 
+
+def _skip_reason(report):
+    # A skip's longrepr is (path, lineno, "Skipped: <reason>").
+    if isinstance(report.longrepr, tuple):
+        return report.longrepr[2].removeprefix("Skipped: ")
+    return str(report.longrepr)
+
+
+def _fail_skips_in_ci(report):
+    # xfail results also look "skipped"; they carry `wasxfail` and are left alone.
+    if _in_ci() and report.skipped and not hasattr(report, "wasxfail"):
+        report.longrepr = f"skipped in CI: {_skip_reason(report)}"
+        report.outcome = "failed"
+    return report
+
+
+# In CI a test that skips (no MySQL, no Salt, ...) would hide that nothing was tested: fail it.
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    # Covers skips from markers and fixtures (setup phase) and from the test body (call phase).
+    return _fail_skips_in_ci((yield))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    # Covers module-level skips such as `pytest.importorskip("salt")`.
+    return _fail_skips_in_ci((yield))
