@@ -1,0 +1,123 @@
+"""
+A real salt-master with this reactor and runner, a real salt-minion, and a real
+MariaDB (pytest-salt-factories: Salt's own test harness).
+"""
+
+import time
+
+import pytest
+import salt.client
+from runnerlib import REACTOR_SLS, REPO
+
+REACTOR = [
+    {"salt/job/*/new": [str(REACTOR_SLS)]},
+    {"salt/job/*/ret/*": [str(REACTOR_SLS)]},
+]
+
+
+@pytest.fixture(scope="package")
+def e2e_database(mysql_server):
+    name = mysql_server.create_database()
+    yield name
+    mysql_server.drop_database(name)
+
+
+@pytest.fixture(scope="package")
+def e2e_user(mysql_server, e2e_database):
+    """
+    A database user of its own with a password, as on a real master (the mysql
+    returner cannot even use an empty password: it falls back to 'salt').
+    """
+    user, password = e2e_database[-16:], "eventstore-e2e-pw"
+    conn = mysql_server.connect()
+    with conn.cursor() as cur:
+        cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (user, password))
+        cur.execute(f"GRANT ALL ON `{e2e_database}`.* TO %s@'%%'", (user,))
+    yield user, password
+    with conn.cursor() as cur:
+        cur.execute("DROP USER %s@'%%'", (user,))
+    conn.close()
+
+
+@pytest.fixture(scope="package")
+def master(salt_factories, mysql_server, e2e_database, e2e_user):
+    overrides = {
+        "reactor": REACTOR,
+        # Loaded straight from the checkout; test_install.py covers sync_runners.
+        "runner_dirs": [str(REPO / "_runners")],
+        "mysql.host": mysql_server.host,
+        "mysql.port": int(mysql_server.port),
+        "mysql.user": e2e_user[0],
+        "mysql.pass": e2e_user[1],
+        "mysql.db": e2e_database,
+    }
+    factory = salt_factories.salt_master_daemon("es-master", overrides=overrides)
+    with factory.started():
+        ret = factory.salt_run_cli().run("eventstore.init")
+        assert ret.returncode == 0, ret
+        yield factory
+
+
+@pytest.fixture(scope="package")
+def minion(master):
+    factory = master.salt_minion_daemon("es-minion-1")
+    with factory.started():
+        yield factory
+
+
+@pytest.fixture(scope="package")
+def client(master):
+    with salt.client.get_local_client(master.config_file) as local:
+        yield local
+
+
+@pytest.fixture
+def db(mysql_server, e2e_database):
+    conn = mysql_server.connect(e2e_database)
+    yield conn
+    conn.close()
+
+
+class Reactions:
+    """
+    What the reactor did with each event: it fires the runner's result on the
+    bus as salt/run/<jid>/ret, with the event's tag among the runner's arguments.
+    """
+
+    def __init__(self, event_listener, master):
+        self.event_listener = event_listener
+        self.master = master
+        self.since = time.time()
+
+    def result(self, tag, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for event in self.event_listener.get_events(
+                [(self.master.id, "salt/run/*/ret")], after_time=self.since
+            ):
+                if event.data.get("fun") != "runner.eventstore.store":
+                    continue
+                args = event.data.get("fun_args") or [{}]
+                if args[-1].get("tag") == tag:
+                    return event.data["return"]
+            time.sleep(0.2)
+        raise AssertionError(f"the reactor did not store {tag} within {timeout} s")
+
+
+@pytest.fixture
+def reactions(event_listener, master):
+    return Reactions(event_listener, master)
+
+
+def run_job(client, minion, fun, arg=(), kwarg=None, timeout=60):
+    """
+    Publish a job, wait for the minion's return; give back its jid and return.
+    """
+    jid = None
+    for ret in client.cmd_iter(
+        minion.id, fun, arg=list(arg), kwarg=kwarg, timeout=timeout, full_return=True
+    ):
+        for minion_id, data in ret.items():
+            if minion_id == minion.id:
+                return data["jid"], data["ret"]
+    raise AssertionError(f"{fun} on {minion.id} returned nothing (jid {jid})")
