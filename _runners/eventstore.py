@@ -456,8 +456,11 @@ class _MySQLStore(_Store):
             database=opts["db"],
             ssl=ssl or None,
             charset="utf8mb4",
-            # query() shows alter_time in UTC, as SQLite's CURRENT_TIMESTAMP is.
-            init_command="SET time_zone = '+00:00'",
+            # UTC: query() shows alter_time as SQLite's CURRENT_TIMESTAMP does.
+            # Strict: a value too long for its column fails instead of being
+            # cut silently, whatever the server's default sql_mode.
+            init_command="SET time_zone = '+00:00', sql_mode = CONCAT_WS(',',"
+            " NULLIF(@@sql_mode, ''), 'STRICT_TRANS_TABLES')",
             connect_timeout=5,
             autocommit=False,
         )

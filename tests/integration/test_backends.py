@@ -1,0 +1,76 @@
+"""
+The same runner behaviour on both backends: SQLite files and a real MariaDB.
+"""
+
+import threading
+
+import pytest
+from runnerlib import JID, load_runner, new_event, ret_event
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def es(request, tmp_path):
+    if request.param == "sqlite":
+        opts = {"cachedir": str(tmp_path)}
+    else:
+        opts = request.getfixturevalue("mysql_opts")
+    runner = load_runner(opts)
+    runner.init()
+    return runner
+
+
+def count(es, table="salt_returns"):
+    (n,) = es._store().select(f"SELECT COUNT(*) FROM `{table}`", ())[0]
+    return n
+
+
+def test_store_and_query_round_trip(es):
+    es.store(*ret_event(fun="cmd.run", ret={"stdout": "ok", "lines": [1, 2]}))
+    assert es.query(jid=JID) == {"web1": {"stdout": "ok", "lines": [1, 2]}}
+
+
+def test_a_return_stored_twice_is_one_row(es):
+    tag, data = ret_event()
+    assert [es.store(tag, data), es.store(tag, data)] == ["stored", "duplicate"]
+    assert count(es) == 1
+
+
+def test_a_job_load_stored_twice_is_one_row(es):
+    tag, data = new_event()
+    assert [es.store(tag, data), es.store(tag, data)] == ["stored", "duplicate"]
+    assert count(es, "jids") == 1
+
+
+def test_four_byte_and_non_ascii_text_round_trips(es):
+    text = "grüße 東京 \U0001f680 \U0001f9c2"
+    es.store(*ret_event(ret=text))
+    assert es.query(jid=JID) == {"web1": text}
+
+
+def test_minion_ids_differing_in_case_are_different_minions(es):
+    es.store(*ret_event(minion="Web1", ret="upper"))
+    assert es.store(*ret_event(minion="web1", ret="lower")) == "stored"
+    assert es.query(jid=JID) == {"Web1": "upper", "web1": "lower"}
+
+
+def test_ten_threads_storing_at_once_lose_nothing(es):
+    def worker(n):
+        for i in range(25):
+            assert es.store(*ret_event(minion=f"m{n}-{i}")) == "stored"
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert count(es) == 250
+
+
+def test_latest_query_filters_on_both_backends(es):
+    es.store(*ret_event(jid="20261126100000000000", minion="web1", fun="cmd.run", success=False))
+    es.store(*ret_event(jid="20261126110000000000", minion="web2", fun="cmd.run"))
+    es.store(*ret_event(jid="20261126120000000000", minion="db1", fun="test.ping"))
+    listed = es.query(minion="web*", fun="cmd.*", success=False)
+    assert [(r["jid"], r["minion"], r["success"]) for r in listed] == [
+        ("20261126100000000000", "web1", False)
+    ]

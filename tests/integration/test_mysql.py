@@ -1,0 +1,96 @@
+"""
+What only the MySQL backend has to get right: the server's own behaviour.
+"""
+
+import pathlib
+
+import pytest
+from runnerlib import JID, REPO, load_runner, ret_event
+
+RETURNER_COLUMNS = [
+    ("fun", "varchar(50)"),
+    ("jid", "varchar(255)"),
+    ("return", "mediumtext"),
+    ("id", "varchar(255)"),
+    ("success", "varchar(10)"),
+    ("full_ret", "mediumtext"),
+    ("alter_time", "timestamp"),
+]
+
+
+@pytest.fixture
+def es(mysql_opts):
+    runner = load_runner(mysql_opts)
+    runner.init()
+    return runner
+
+
+def columns(conn, table):
+    with conn.cursor() as cur:
+        cur.execute(f"SHOW COLUMNS FROM `{table}`")
+        return [(name, kind) for name, kind, *_ in cur.fetchall()]
+
+
+def test_init_makes_the_mysql_returner_layout(es, mysql_server, mysql_database):
+    conn = mysql_server.connect(mysql_database)
+    assert columns(conn, "salt_returns") == RETURNER_COLUMNS
+    assert columns(conn, "jids") == [("jid", "varchar(255)"), ("load", "mediumtext")]
+
+
+def test_sql_file_creates_the_same_tables_as_init(mysql_server, mysql_database, es):
+    by_init = mysql_server.connect(mysql_database)
+    other = mysql_server.create_database()
+    try:
+        conn = mysql_server.connect(other)
+        script = (REPO / "sql" / "mysql.sql").read_text()
+        with conn.cursor() as cur:
+            for statement in filter(str.strip, script.split(";\n")):
+                cur.execute(statement)
+        for table in ("jids", "salt_returns"):
+            assert columns(conn, table) == columns(by_init, table)
+    finally:
+        mysql_server.drop_database(other)
+
+
+def test_sql_file_names_no_database(mysql_server):
+    script = (REPO / "sql" / "mysql.sql").read_text().upper()
+    assert "CREATE DATABASE" not in script and "USE " not in script
+
+
+def test_tables_are_utf8mb4(es, mysql_server, mysql_database):
+    conn = mysql_server.connect(mysql_database)
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT TABLE_NAME, TABLE_COLLATION FROM information_schema.TABLES"
+            " WHERE TABLE_SCHEMA = %s ORDER BY TABLE_NAME",
+            (mysql_database,),
+        )
+        assert all(coll.startswith("utf8mb4") for _, coll in cur.fetchall())
+
+
+def test_store_reconnects_after_the_server_drops_its_connection(es, mysql_server):
+    es.store(*ret_event(minion="before"))
+    conn_id = es._store()._connection().thread_id()
+    admin = mysql_server.connect()
+    with admin.cursor() as cur:
+        cur.execute(f"KILL {int(conn_id)}")
+    assert es.store(*ret_event(minion="after")) == "stored"
+    assert sorted(es.query(jid=JID)) == ["after", "before"]
+
+
+def test_store_without_tables_fails_with_a_clear_log_line(mysql_opts, caplog):
+    es = load_runner(mysql_opts)  # no init()
+    assert es.store(*ret_event()) == "failed"
+    assert "salt_returns' doesn't exist" in caplog.text
+
+
+def test_value_too_long_for_its_column_is_refused_not_truncated(es, caplog):
+    # A jid of 300 characters cannot fit varchar(255); strict mode must refuse it.
+    jid = JID + "_" + "x" * 280
+    assert es.store(*ret_event(jid=jid)) == "failed"
+    assert es.query(jid=jid) == {}
+
+
+def test_runner_sessions_are_strict_whatever_the_server_default(es):
+    (mode,) = es._store().select("SELECT @@SESSION.sql_mode", ())[0]
+    assert "STRICT_TRANS_TABLES" in mode.split(",")
