@@ -80,3 +80,13 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     # Covers module-level skips such as `pytest.importorskip("salt")`.
     return _fail_skips_in_ci((yield))
+
+
+def pytest_configure(config):
+    # Importing salt (the salt-factories plugin does) installs a handler that
+    # holds WARNING records until exit and then writes them to a stderr pytest
+    # has already closed: pages of "Logging error" after every run. pytest's
+    # own log capture sees every record anyway.
+    import salt._logging  # pylint: disable=import-outside-toplevel
+
+    salt._logging.shutdown_temp_handler()
