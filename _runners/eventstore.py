@@ -298,14 +298,18 @@ def _is_ignored(fun, ignore_funs):
 def _check_minion_id(minion):
     # Salt's own rules for a minion id (salt.utils.verify.valid_id), and what a
     # varchar(255) utf8mb4 column can hold.
-    if not minion or len(minion) > 255 or minion in (".", ".."):
-        raise Refused(f"{minion[:80]!r} is not a minion id")
-    if any(char in minion for char in "/\\") or not minion.isprintable():
-        raise Refused(f"{minion[:80]!r} is not a minion id")
+    valid = (
+        0 < len(minion) <= 255
+        and minion not in (".", "..")
+        and minion.isprintable()
+        and not any(char in minion for char in "/\\")
+    )
     try:
         minion.encode("utf-8")
     except UnicodeEncodeError:
-        raise Refused(f"{minion[:80]!r} is not a minion id") from None
+        valid = False
+    if not valid:
+        raise Refused(f"{minion[:80]!r} is not a minion id")
 
 
 def _fun_name(fun):
@@ -319,7 +323,7 @@ def _fun_name(fun):
 
 def _check_jid(tag_jid, data):
     if len(tag_jid) > 255 or not JID_PATTERN.fullmatch(tag_jid):
-        raise Refused(f"the tag's jid {tag_jid!r} is not a job id")
+        raise Refused(f"the tag's jid {tag_jid[:80]!r} is not a job id")
     if "jid" in data and str(data["jid"]) != tag_jid:
         raise Refused(f"data.jid {str(data['jid'])[:40]!r} disagrees with the tag")
 
@@ -420,6 +424,8 @@ def _dead_letter(row, reason):
     The ``eventstore_dead_letters`` row that keeps ``row`` whole, with why it
     could not be stored.
     """
+    if isinstance(row, DeadLetter):
+        return row
     if isinstance(row, ReturnRow):
         return DeadLetter(row.jid, row.id, row.fun, reason[:1000], row.full_ret)
     return DeadLetter(row.jid, "", "", reason[:1000], row.load)
@@ -984,25 +990,47 @@ class _Writer:
             names = self.spool.names(limit)
             if len(names) == limit:
                 self._spool_pending = True
-            done = 0
+            batches = {}
             for name in names:
                 row = self.spool.read(name)
-                if row is not None:
-                    try:
-                        self.db.insert([row])
-                    except Exception as exc:  # pylint: disable=broad-except
-                        if not self.db.is_row_error(exc):
-                            self._spool_pending = True
-                            self._went_down(exc)
-                            break
-                        self._keep_dead(_dead_letter(row, f"the database refused it: {exc}"))
-                self.spool.remove(name)
-                done += 1
+                if row is not None:  # else another process wrote it back
+                    batches.setdefault(type(row), []).append((name, row))
+            done = 0
+            for batch in batches.values():
+                try:
+                    self._insert_batch(batch)
+                except Exception as exc:  # pylint: disable=broad-except
+                    self._spool_pending = True
+                    self._went_down(exc)
+                    break
+                for name, _ in batch:
+                    self.spool.remove(name)
+                done += len(batch)
             if done and not self.spool.names(1):
                 log.warning("eventstore: the spool is written back to %s", self.db.describe())
             return done
         finally:
             self._replaying.release()
+
+    def _insert_batch(self, batch):
+        """
+        Insert spooled rows of one type in one transaction; if the database
+        refuses one of them, row by row, keeping the refused ones as dead
+        letters.  Raises when the database is unavailable.
+        """
+        try:
+            self.db.insert([row for _, row in batch])
+            return
+        except Exception as exc:  # pylint: disable=broad-except
+            if not self.db.is_row_error(exc):
+                raise
+        for _, row in batch:
+            try:
+                self.db.insert([row])
+            except Exception as exc:  # pylint: disable=broad-except
+                if not self.db.is_row_error(exc):
+                    raise
+                self._keep_dead(_dead_letter(row, f"the database refused it: {exc}"))
 
 
 Runtime = namedtuple("Runtime", "config writer job_cache")
