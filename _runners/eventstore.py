@@ -152,6 +152,9 @@ JID_PATTERN = re.compile(r"\d{20}(?:_[0-9A-Za-z]+)?")
 #: What the event bus puts in place of a value of an event over max_event_size.
 TRIMMED = "VALUE_TRIMMED"
 
+#: What became of a row handed to the writer.
+VERDICTS = ("stored", "duplicate", "spooled", "dead-lettered")
+
 ReturnRow = namedtuple("ReturnRow", "fun jid ret id success full_ret")
 LoadRow = namedtuple("LoadRow", "jid load")
 DeadLetter = namedtuple("DeadLetter", "jid id fun reason data")
@@ -893,30 +896,55 @@ class _Writer:
         """
         Write one row: ``stored``, ``duplicate``, ``spooled`` or ``dead-lettered``.
         """
-        if isinstance(row, DeadLetter):
-            return self._keep_dead(row)
-        reason = _oversize(row)
-        if reason:
-            return self._keep_dead(_dead_letter(row, reason))
+        counts = self.write_many([row])
+        return next(verdict for verdict, count in counts.items() if count)
+
+    def write_many(self, rows):
+        """
+        Write rows, each table's in one transaction (row by row only when the
+        database refuses one of them); how many were ``stored``, ``duplicate``,
+        ``spooled`` and ``dead-lettered``.  Raises only when neither the
+        database nor the spool takes them.
+        """
+        counts = dict.fromkeys(VERDICTS, 0)
+        tables = {}
+        for row in rows:
+            reason = None if isinstance(row, DeadLetter) else _oversize(row)
+            if isinstance(row, DeadLetter) or reason:
+                counts[self._keep_dead(_dead_letter(row, reason) if reason else row)] += 1
+            else:
+                tables.setdefault(type(row), []).append(row)
+        for batch in tables.values():
+            self._write_batch(batch, counts)
+        if counts["stored"] or counts["duplicate"]:
+            self.replay(REPLAY_BATCH)
+        return counts
+
+    def _write_batch(self, batch, counts):
+        # While the database is down, only the thread that claims the probe
+        # tries it, after the pause; the others spool.
         probing = self._outage is not None and self._claim_probe()
         if self._outage is not None and not probing:
-            self._spool(row)
-            return "spooled"
+            self._spool_all(batch, counts)
+            return
         try:
-            added = self.db.insert([row])
+            added, dead = self._insert_rows(batch)
         except Exception as exc:  # pylint: disable=broad-except
-            if not self.db.is_row_error(exc):
-                self._went_down(exc)
-                self._spool(row)
-                return "spooled"
-            self._came_up()
-            return self._keep_dead(_dead_letter(row, f"the database refused it: {exc}"))
+            self._went_down(exc)
+            self._spool_all(batch, counts)
+            return
         finally:
             if probing:
                 self._probe.release()
         self._came_up()
-        self.replay(REPLAY_BATCH)
-        return "stored" if added else "duplicate"
+        counts["stored"] += added
+        counts["dead-lettered"] += dead
+        counts["duplicate"] += len(batch) - added - dead
+
+    def _spool_all(self, rows, counts):
+        for row in rows:
+            self._spool(row)
+            counts["spooled"] += 1
 
     def _claim_probe(self):
         # After the pause, one thread tries the database; the others spool.
@@ -998,7 +1026,7 @@ class _Writer:
             done = 0
             for batch in batches.values():
                 try:
-                    self._insert_batch(batch)
+                    self._insert_rows([row for _, row in batch])
                 except Exception as exc:  # pylint: disable=broad-except
                     self._spool_pending = True
                     self._went_down(exc)
@@ -1012,25 +1040,30 @@ class _Writer:
         finally:
             self._replaying.release()
 
-    def _insert_batch(self, batch):
+    def _insert_rows(self, rows):
         """
-        Insert spooled rows of one type in one transaction; if the database
-        refuses one of them, row by row, keeping the refused ones as dead
-        letters.  Raises when the database is unavailable.
+        Insert rows of one type in one transaction; if the database refuses one
+        of them, row by row, keeping the refused ones as dead letters.  Returns
+        how many were new and how many were dead-lettered.  Raises when the
+        database is unavailable.
         """
         try:
-            self.db.insert([row for _, row in batch])
-            return
+            return self.db.insert(rows), 0
         except Exception as exc:  # pylint: disable=broad-except
             if not self.db.is_row_error(exc):
                 raise
-        for _, row in batch:
+        # It answered: it is up, so the dead letters go to it, not the spool.
+        self._came_up()
+        added = dead = 0
+        for row in rows:
             try:
-                self.db.insert([row])
+                added += self.db.insert([row])
             except Exception as exc:  # pylint: disable=broad-except
                 if not self.db.is_row_error(exc):
                     raise
                 self._keep_dead(_dead_letter(row, f"the database refused it: {exc}"))
+                dead += 1
+        return added, dead
 
 
 Runtime = namedtuple("Runtime", "config writer job_cache")
