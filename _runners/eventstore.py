@@ -486,6 +486,19 @@ class _JobCache:
             ret["out"] = out
         return ret
 
+    def ready(self, jid, minion=None, out=False):
+        """
+        True once the job cache holds the job's load (``minion`` None) or the
+        minion's return, with its outputter when ``out``: the master writes
+        return.p and out.p one after the other.  Cheap: no file is read.
+        """
+        folder = salt.utils.jid.jid_dir(jid, self.job_dir, self.hash_type)
+        if minion is None:
+            return os.path.exists(os.path.join(folder, ".load.p"))
+        return os.path.exists(os.path.join(folder, minion, "return.p")) and (
+            not out or os.path.exists(os.path.join(folder, minion, "out.p"))
+        )
+
     def load(self, jid):
         load = self._read(jid, ".load.p")
         if load is not None and "minions" not in load:
@@ -1152,39 +1165,128 @@ def store(tag, data):
         salt-run eventstore.store tag=salt/job/20260101120000000000/ret/web1 \\
             data='{"id": "web1", "jid": "20260101120000000000", "fun": "test.ping", "return": true, "success": true}'
     """
+    counts = store_events([{"tag": tag, "data": data}])
+    return next(verdict for verdict, count in counts.items() if count)
+
+
+def store_events(events):
+    """
+    Store many job events at once, as :py:func:`store` stores one: what the
+    eventstore engine calls with each batch it reads from the master's event
+    bus.  Each table's rows are written in one transaction; returns are
+    checked against the master job cache with one wait for the whole batch.
+
+    events
+        A list of events, each a mapping with the event's ``tag`` and ``data``.
+
+    Returns how many events were ``stored``, ``duplicate``, ``ignored``,
+    ``refused``, ``spooled``, ``dead-lettered`` and ``failed`` (neither stored
+    nor spooled).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run eventstore.store_events \\
+            events='[{"tag": "salt/job/20260101120000000000/ret/web1", "data": {"id": "web1", "jid": "20260101120000000000", "fun": "test.ping", "return": true, "success": true}}]'
+    """
     # No __context__["retcode"] here: the reactor shares one context between
     # all its runner calls, so one failure would mark every later job failed.
-    parsed = _parse_tag(tag)
-    if parsed is None:
-        return "ignored"
-    kind, jid, minion = parsed
+    counts = dict.fromkeys(("stored", "duplicate", "ignored", "refused", "spooled",
+                            "dead-lettered", "failed"), 0)
+    jobs = []
+    for event in events or ():
+        tag = event.get("tag") if isinstance(event, dict) else None
+        parsed = _parse_tag(tag)
+        if parsed is None:
+            counts["ignored"] += 1
+        else:
+            jobs.append((tag, *parsed, event.get("data")))
     runtime = _runtime()
+    _await_job_cache(runtime, jobs)
+    rows = []
+    for tag, kind, jid, minion, data in jobs:
+        try:
+            row = _checked_row(runtime, kind, jid, minion, data, wait=0)
+        except Refused as exc:
+            log.warning("eventstore: not storing %s: %s", tag[:300], exc)
+            counts["refused"] += 1
+            continue
+        if row is None:
+            counts["ignored"] += 1
+        else:
+            rows.append(row)
+    if not rows:
+        return counts
     try:
-        row = _checked_row(runtime, kind, jid, minion, data)
-    except Refused as exc:
-        log.warning("eventstore: not storing %s: %s", tag[:300], exc)
-        return "refused"
-    if row is None:
-        return "ignored"
-    try:
-        return runtime.writer.write(row)
+        for verdict, count in runtime.writer.write_many(rows).items():
+            counts[verdict] += count
     except Exception as exc:  # pylint: disable=broad-except
-        # Neither the database nor the spool took it (disk full?).  A driver's
-        # error text holds no credentials; the event data is not logged.
-        log.error("eventstore: could not store nor spool %s: %s", tag, exc)
-        return "failed"
+        # Neither the database nor the spool took them (disk full?).  A
+        # driver's error text holds no credentials; the event data is not logged.
+        log.error("eventstore: could not store nor spool %d rows: %s", len(rows), exc)
+        counts["failed"] += len(rows)
+    return counts
 
 
-def _checked_row(runtime, kind, jid, minion, data):
+def _job_cache_key(config, kind, jid, minion, data):
     """
-    The row for one event; with ``verify_returns``, built from the master's
-    job cache, which also completes a return the event bus trimmed.
+    What :py:func:`_checked_row` will read from the job cache for this event,
+    as arguments of ``_JobCache.ready``, or ``None``.  Cheap: no row is built.
+    """
+    if kind == "new":
+        return (jid,) if config.verify_returns else None
+    data = _unwrap(data)
+    _check_jid(jid, data)
+    _check_minion_id(minion)  # it becomes a path
+    if _is_ignored(_fun_name(data.get("fun")), config.ignore_funs):
+        return None
+    if config.verify_returns or _is_trimmed(data):
+        return (jid, minion, "out" in data)
+    return None
+
+
+def _await_job_cache(runtime, jobs):
+    """
+    Wait, once for all the events, up to ``job_cache_wait`` seconds, until
+    the master job cache holds what their rows are checked against: the
+    master writes it just after it fires the event.  A return of a job whose
+    load is not in the cache is not waited for: the master writes the load
+    before it publishes the job, so that return is forged.
     """
     config, job_cache = runtime.config, runtime.job_cache
+    waiting = []
+    for _, kind, jid, minion, data in jobs:
+        try:
+            key = _job_cache_key(config, kind, jid, minion, data)
+        except Refused:
+            continue  # refused when its row is built
+        if key is None or job_cache.ready(*key):
+            continue
+        if kind == "ret" and config.verify_returns and not job_cache.ready(jid):
+            continue
+        waiting.append(key)
+
+    def all_there():
+        waiting[:] = [key for key in waiting if not job_cache.ready(*key)]
+        return True if not waiting else None
+
+    if waiting:
+        _wait_for(all_there, config.job_cache_wait)
+
+
+def _checked_row(runtime, kind, jid, minion, data, wait=None):
+    """
+    The row for one event; with ``verify_returns``, built from the master's
+    job cache, which also completes a return the event bus trimmed.  ``wait``:
+    how long to wait for the job cache (default ``job_cache_wait``).
+    """
+    config, job_cache = runtime.config, runtime.job_cache
+    wait = config.job_cache_wait if wait is None else wait
     if kind == "new":
         row = _load_row(jid, data)
         if config.verify_returns:
-            load = _wait_for(lambda: job_cache.load(jid), config.job_cache_wait)
+            load = _wait_for(lambda: job_cache.load(jid), wait)
             if load is None:
                 raise Refused("the master job cache has no such job: forged, or not local_cache")
             row = _load_row(jid, load)
@@ -1193,7 +1295,7 @@ def _checked_row(runtime, kind, jid, minion, data):
     row = _return_row(jid, minion, data, config.ignore_funs)
     if row is None or not (config.verify_returns or _is_trimmed(data)):
         return row
-    cached = _wait_for(lambda: job_cache.ret(jid, minion), config.job_cache_wait)
+    cached = _wait_for(lambda: job_cache.ret(jid, minion), wait)
     if cached is None:
         if config.verify_returns:
             raise Refused("the master job cache has no such return: forged, or not local_cache")

@@ -174,3 +174,79 @@ def test_backfill_leaves_out_ignored_functions(es, job_cache):
     job_cache.publish(fun="saltutil.find_job")
     job_cache.ret(ret_event(fun="saltutil.find_job", ret={}))
     assert es.backfill(jid=JID)["returns added"] == 0
+
+
+def batch(*tag_data):
+    return [{"tag": tag, "data": data} for tag, data in tag_data]
+
+
+def test_a_batch_is_stored_from_the_job_cache_and_its_forged_return_refused(es, job_cache):
+    job_cache.publish(minions=("web1", "web2"))
+    for minion in ("web1", "web2"):
+        job_cache.ret(ret_event(minion=minion, ret=f"genuine {minion}"))
+    events = batch(
+        ret_event(minion="web1", ret="tampered"),
+        ret_event(minion="web2", ret="genuine web2"),
+        ret_event(minion="victim", ret="forged"),
+    )
+    counts = es.store_events(events)
+    assert (counts["stored"], counts["refused"]) == (2, 1)
+    assert es.query(jid=JID) == {"web1": "genuine web1", "web2": "genuine web2"}
+
+
+def test_a_batch_whose_returns_reach_the_job_cache_just_after_their_events_is_stored(
+    es, job_cache
+):
+    minions = [f"web{n}" for n in range(20)]
+    job_cache.publish(minions=minions)
+    events = [ret_event(minion=minion, ret=minion) for minion in minions]
+
+    def write_cache():
+        for event in events:
+            job_cache.ret(event)
+
+    timer = threading.Timer(0.3, write_cache)
+    timer.start()
+    try:
+        assert es.store_events(batch(*events))["stored"] == 20
+    finally:
+        timer.join()
+    assert es.query(jid=JID) == {minion: minion for minion in minions}
+
+
+def test_a_trimmed_return_in_a_batch_is_stored_whole(es, job_cache):
+    job_cache.publish(fun="cmd.run", minions=("web1", "web2"))
+    whole = "y" * 2_000_000
+    job_cache.ret(ret_event(minion="web1", fun="cmd.run", ret=whole))
+    job_cache.ret(ret_event(minion="web2", fun="cmd.run", ret="short"))
+    es.store_events(batch(
+        ret_event(minion="web1", fun="cmd.run", ret="VALUE_TRIMMED"),
+        ret_event(minion="web2", fun="cmd.run", ret="short"),
+    ))
+    assert es.query(jid=JID) == {"web1": whole, "web2": "short"}
+
+
+def test_a_return_is_stored_with_the_outputter_the_job_cache_writes_just_after_it(
+    es, job_cache, master_opts
+):
+    import os
+
+    import salt.payload
+    import salt.utils.jid
+
+    # The master writes return.p, then out.p: a reader in between sees no outputter.
+    job_cache.publish(fun="state.apply")
+    job_cache.ret(ret_event(fun="state.apply", ret={"state_|-a_|-a_|-run": {"result": True}}))
+    folder = salt.utils.jid.jid_dir(JID, os.path.join(master_opts["cachedir"], "jobs"), "sha256")
+
+    def write_out():
+        with open(os.path.join(folder, "web1", "out.p"), "wb") as handle:
+            salt.payload.dump("highstate", handle)
+
+    timer = threading.Timer(0.3, write_out)
+    timer.start()
+    try:
+        es.store(*ret_event(fun="state.apply", ret="VALUE_TRIMMED", out="highstate"))
+    finally:
+        timer.join()
+    assert es.query(jid=JID)["outputter"] == "highstate"

@@ -67,3 +67,13 @@ def test_the_outage_and_the_recovery_are_logged_once_each(es, server, caplog):
     assert len([m for m in messages if "is unavailable" in m]) == 1
     assert len([m for m in messages if "spool is written back" in m]) == 1
     assert not [m for m in messages if server.password and server.password in m]
+
+
+def test_a_batch_made_while_the_server_is_down_is_spooled_and_written_back(es, server):
+    assert es.store(*ret_event(minion="before")) == "stored"
+    server.pause()
+    batch = [{"tag": tag, "data": data} for tag, data in (ret_event(minion=f"down-{n}") for n in range(20))]
+    assert es.store_events(batch)["spooled"] == 20
+    server.resume()
+    assert es.replay()["written back"] == 20
+    assert sorted(es.query(jid=JID)) == ["before"] + sorted(f"down-{n}" for n in range(20))

@@ -48,6 +48,7 @@ def test_salt_loads_exactly_the_documented_functions(runners):
         "eventstore.query",
         "eventstore.replay",
         "eventstore.store",
+        "eventstore.store_events",
     }
 
 

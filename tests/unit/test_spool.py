@@ -140,3 +140,14 @@ def test_a_job_load_is_spooled_too(es, outage):
     outage.end()
     es.replay()
     assert es._store().select("SELECT jid FROM jids", ()) == [(JID,)]
+
+
+def test_a_batch_made_while_the_database_is_down_is_spooled_and_written_back(es, outage):
+    from runnerlib import new_event
+
+    batch = [new_event(), *(ret_event(minion=f"m{n}") for n in range(10))]
+    counts = es.store_events([{"tag": tag, "data": data} for tag, data in batch])
+    assert counts["spooled"] == 11
+    outage.end()
+    assert es.replay()["written back"] == 11
+    assert sorted(es.query(jid=JID)) == [f"m{n}" for n in range(10)]
