@@ -1,0 +1,72 @@
+"""
+The engine's own parts: how Salt loads it, what it lets onto its queue, how it
+cuts the queue into batches.  tests/e2e/test_engine.py runs it in a real master.
+"""
+
+import importlib.util
+import queue
+
+import pytest
+import salt.config
+import salt.loader
+from runnerlib import REPO
+
+ENGINE_PATH = REPO / "_engines" / "eventstore.py"
+
+
+@pytest.fixture
+def engine():
+    spec = importlib.util.spec_from_file_location("eventstore_engine", ENGINE_PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def queued(*items):
+    events = queue.Queue()
+    for item in items:
+        events.put(item)
+    return events
+
+
+def test_salt_loads_the_engine_on_a_master(tmp_path):
+    opts = salt.config.master_config(None)
+    opts.update(cachedir=str(tmp_path), engines_dirs=[str(REPO / "_engines")])
+    engines = salt.loader.engines(opts, {}, {}, salt.loader.utils(opts))
+    assert "eventstore.start" in engines
+
+
+def test_the_engine_documents_its_configuration(engine):
+    for key in ("batch_size", "max_delay", "queue_size", "stop_timeout", "engines:"):
+        assert key in engine.__doc__, key
+
+
+@pytest.mark.parametrize(
+    "tag", ["salt/job/20261126120000000000/new", "salt/job/20261126120000000000/ret/web1"]
+)
+def test_job_loads_and_returns_pass_the_prefilter(engine, tag):
+    assert tag.startswith(engine.JOB_TAG_PREFIX) and engine._is_job_event(tag)
+
+
+@pytest.mark.parametrize("tag", ["salt/job/20261126120000000000/prog/web1/0", "salt/job/x/publish"])
+def test_other_job_events_stay_off_the_queue(engine, tag):
+    assert not engine._is_job_event(tag)
+
+
+def test_a_batch_holds_at_most_batch_size_events(engine):
+    events = queued(*range(7))
+    assert engine._next_batch(events, 3, 0.05) == ([0, 1, 2], False)
+    assert engine._next_batch(events, 3, 0.05) == ([3, 4, 5], False)
+
+
+def test_a_batch_takes_what_is_queued_when_fewer_than_batch_size_come(engine):
+    assert engine._next_batch(queued(1, 2), 500, 0.05) == ([1, 2], False)
+
+
+def test_the_reader_stopping_ends_the_last_batch(engine):
+    events = queued(1, 2, engine._STOP, 3)
+    assert engine._next_batch(events, 500, 0.05) == ([1, 2], True)
+
+
+def test_the_reader_stopping_with_nothing_queued_is_an_empty_last_batch(engine):
+    assert engine._next_batch(queued(engine._STOP), 500, 0.05) == ([], True)
