@@ -62,7 +62,7 @@ Everything else sits under one ``eventstore`` key; all of it is optional:
       ignore_funs:            # shell globs of functions whose returns are not stored
         - saltutil.find_job   # always ignored, listed here or not
         - test.ping
-      verify_returns: True    # default: True when master_job_cache is local_cache
+      verify_returns: True    # default: True when master_job_cache is local_cache (and no ext_job_cache)
       job_cache_wait: 5       # seconds to wait for the master to write its job cache
       spool_dir: /var/cache/salt/master/eventstore_spool
 
@@ -210,9 +210,12 @@ def _resolve_config(opts):
     ignore = tuple(ALWAYS_IGNORED) + tuple(
         glob for glob in own.get("ignore_funs") or () if glob not in ALWAYS_IGNORED
     )
-    # Only local_cache can be asked cheaply for one minion's return of one job.
+    # Only local_cache can be asked cheaply for one minion's return of one job;
+    # with an ext_job_cache the master writes no returns there.
     job_cache_readable = bool(
-        opts.get("job_cache", True) and opts.get("master_job_cache", "local_cache") == "local_cache"
+        opts.get("job_cache", True)
+        and not opts.get("ext_job_cache")
+        and opts.get("master_job_cache", "local_cache") == "local_cache"
     )
     verify = own.get("verify_returns")
     return Config(

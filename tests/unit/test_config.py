@@ -91,3 +91,8 @@ def test_virtual_loads_sqlite_without_pymysql():
     es = load_runner({"cachedir": "/tmp"})
     es.HAS_PYMYSQL = False
     assert es.__virtual__() == "eventstore"
+
+
+def test_a_master_with_an_ext_job_cache_does_not_verify():
+    # The master then writes no returns to local_cache: each would be refused.
+    assert config({"ext_job_cache": "redis"}).verify_returns is False
