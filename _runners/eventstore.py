@@ -342,13 +342,12 @@ def _unwrap(data):
     return data
 
 
-def _return_row(jid, minion, data, ignore_funs=ALWAYS_IGNORED):
+def _return_fun(jid, minion, data, ignore_funs=ALWAYS_IGNORED):
     """
-    The ``salt_returns`` row for a ``salt/job/<jid>/ret/<minion>`` event, as
-    the mysql returner would write it, or ``None`` when its function is ignored.
-    Raises :py:class:`Refused` for an event that cannot be a minion's return.
+    The function name of a ``salt/job/<jid>/ret/<minion>`` event whose data
+    (unwrapped) can be a minion's return, or ``None`` when its function is
+    ignored.  Raises :py:class:`Refused` otherwise.  Cheap: nothing is serialised.
     """
-    data = _unwrap(data)
     _check_jid(jid, data)
     _check_minion_id(minion)
     if data.get("id") != minion:
@@ -356,7 +355,18 @@ def _return_row(jid, minion, data, ignore_funs=ALWAYS_IGNORED):
     if "return" not in data:
         raise Refused("the event has no return")
     fun = _fun_name(data.get("fun"))
-    if _is_ignored(fun, ignore_funs):
+    return None if _is_ignored(fun, ignore_funs) else fun
+
+
+def _return_row(jid, minion, data, ignore_funs=ALWAYS_IGNORED):
+    """
+    The ``salt_returns`` row for a ``salt/job/<jid>/ret/<minion>`` event, as
+    the mysql returner would write it, or ``None`` when its function is ignored.
+    Raises :py:class:`Refused` for an event that cannot be a minion's return.
+    """
+    data = _unwrap(data)
+    fun = _return_fun(jid, minion, data, ignore_funs)
+    if fun is None:
         return None
     return ReturnRow(
         # The column is varchar(50); the whole name stays in full_ret.
@@ -392,13 +402,13 @@ def _is_trimmed(data):
     return isinstance(ret, dict) and any(value == TRIMMED for value in ret.values())
 
 
-def _with_job_cache(data, cached_ret, cached_load):
+def _with_job_cache(data, cached_ret, job_fun=None):
     """
     The return event ``data`` with what the master's job cache holds for it:
     its return, retcode, success and outputter replace the event's.  Raises
-    :py:class:`Refused` when the event names another function than the job.
+    :py:class:`Refused` when the event names another function than the job
+    (``job_fun``, when known).
     """
-    job_fun = (cached_load or {}).get("fun")
     if job_fun is not None and job_fun != data.get("fun"):
         raise Refused(f"the event's function disagrees with the job's ({str(job_fun)[:50]})")
     merged = {key: value for key, value in data.items() if key not in ("return", "retcode", "success", "out")}
@@ -471,6 +481,7 @@ class _JobCache:
     def __init__(self, opts):
         self.job_dir = os.path.join(opts.get("cachedir", "/var/cache/salt/master"), "jobs")
         self.hash_type = opts.get("hash_type", "sha256")
+        self._funs = {}
 
     def _read(self, *parts):
         path = os.path.join(salt.utils.jid.jid_dir(parts[0], self.job_dir, self.hash_type), *parts[1:])
@@ -502,9 +513,23 @@ class _JobCache:
             not out or os.path.exists(os.path.join(folder, minion, "out.p"))
         )
 
-    def load(self, jid):
+    def fun(self, jid):
+        """
+        The function of a job, or ``None``: read once per job (a job's
+        function never changes), not once per return.
+        """
+        fun = self._funs.get(jid)
+        if fun is None:
+            fun = (self.load(jid, minions=False) or {}).get("fun")
+            if fun is not None:
+                if len(self._funs) >= 1024:
+                    self._funs.clear()
+                self._funs[jid] = fun
+        return fun
+
+    def load(self, jid, minions=True):
         load = self._read(jid, ".load.p")
-        if load is not None and "minions" not in load:
+        if minions and load is not None and "minions" not in load:
             minions = self._read(jid, ".minions.p")
             if minions is not None:
                 load["minions"] = sorted(minions)
@@ -1235,14 +1260,13 @@ def store_events(events):
 def _job_cache_key(config, kind, jid, minion, data):
     """
     What :py:func:`_checked_row` will read from the job cache for this event,
-    as arguments of ``_JobCache.ready``, or ``None``.  Cheap: no row is built.
+    as arguments of ``_JobCache.ready``, or ``None``.  Raises
+    :py:class:`Refused` for an event that cannot be a return.
     """
     if kind == "new":
         return (jid,) if config.verify_returns else None
     data = _unwrap(data)
-    _check_jid(jid, data)
-    _check_minion_id(minion)  # it becomes a path
-    if _is_ignored(_fun_name(data.get("fun")), config.ignore_funs):
+    if _return_fun(jid, minion, data, config.ignore_funs) is None:
         return None
     if config.verify_returns or _is_trimmed(data):
         return (jid, minion, "out" in data)
@@ -1295,16 +1319,19 @@ def _checked_row(runtime, kind, jid, minion, data, wait=None):
             row = _load_row(jid, load)
         return row
     data = _unwrap(data)
-    row = _return_row(jid, minion, data, config.ignore_funs)
-    if row is None or not (config.verify_returns or _is_trimmed(data)):
-        return row
+    if not (config.verify_returns or _is_trimmed(data)):
+        return _return_row(jid, minion, data, config.ignore_funs)
+    # Checked, but not serialised: the row is built from the job cache's copy.
+    if _return_fun(jid, minion, data, config.ignore_funs) is None:
+        return None
     cached = _wait_for(lambda: job_cache.ret(jid, minion), wait)
     if cached is None:
         if config.verify_returns:
             raise Refused("the master job cache has no such return: forged, or not local_cache")
+        row = _return_row(jid, minion, data, config.ignore_funs)
         return _dead_letter(row, "the event bus trimmed it and the job cache does not have it")
-    load = job_cache.load(jid) if config.verify_returns else None
-    return _return_row(jid, minion, _with_job_cache(data, cached, load), config.ignore_funs)
+    job_fun = job_cache.fun(jid) if config.verify_returns else None
+    return _return_row(jid, minion, _with_job_cache(data, cached, job_fun), config.ignore_funs)
 
 
 def init():
