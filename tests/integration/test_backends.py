@@ -76,3 +76,9 @@ def test_latest_query_filters_on_both_backends(es):
     assert [(r["jid"], r["minion"], r["success"]) for r in listed] == [
         ("20261126100000000000", "web1", False)
     ]
+
+
+def test_quotes_and_backslashes_round_trip(es):
+    text = "it's a \"quoted\" C:\\path\\ and \\' and \\\\'"
+    es.store(*ret_event(minion="o'brien", ret=text))
+    assert es.query(jid=JID) == {"o'brien": text}

@@ -96,3 +96,19 @@ def test_jid_too_long_for_its_column_is_refused(es):
 def test_runner_sessions_are_strict_whatever_the_server_default(es):
     (mode,) = es._store().select("SELECT @@SESSION.sql_mode", ())[0]
     assert "STRICT_TRANS_TABLES" in mode.split(",")
+
+
+def test_text_is_escaped_as_pymysql_escapes_it():
+    import pymysql.converters
+
+    es = load_runner({})
+    text = "".join(chr(n) for n in range(128)) + "grüße \U0001f680 \\' \\\\\" '"
+    assert es._mysql_escape(text) == pymysql.converters.escape_string(text)
+
+
+def test_a_server_without_backslash_escapes_stores_text_verbatim(es, mysql_server):
+    text = "it's \\ a \"path\" C:\\x\\"
+    store = es._store()
+    store.select("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')", ())
+    es.store(*ret_event(minion="o'brien", ret=text))
+    assert es.query(jid=JID) == {"o'brien": text}
