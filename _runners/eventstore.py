@@ -369,16 +369,26 @@ def _return_row(jid, minion, data, ignore_funs=ALWAYS_IGNORED):
     fun = _return_fun(jid, minion, data, ignore_funs)
     if fun is None:
         return None
+    ret = _to_json(data["return"])
     return ReturnRow(
         # The column is varchar(50); the whole name stays in full_ret.
         fun=fun[:FUN_WIDTH],
         jid=jid,
-        ret=_to_json(data["return"]),
+        ret=ret,
         id=minion,
         # The returner writes the bool, which the driver turns into '1'/'0'.
         success="1" if data.get("success", False) == 1 else "0",
-        full_ret=_to_json(data),
+        full_ret=_with_json_return(data, ret),
     )
+
+
+def _with_json_return(data, ret):
+    """
+    ``data`` as JSON, with ``ret``, its return already as JSON, put in last:
+    the return, most of a big event, is serialised once, not twice.
+    """
+    rest = _to_json({key: value for key, value in data.items() if key != "return"})
+    return f'{rest[:-1]}{", " if len(rest) > 2 else ""}"return": {ret}}}'
 
 
 def _load_row(jid, data):
