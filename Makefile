@@ -7,6 +7,7 @@
 SALT ?= 3008
 PYTHON ?= python3
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 VENV := .venv/salt-$(SALT)
 VENV_PY := $(VENV)/bin/python
@@ -39,7 +40,7 @@ $(STAMP): FORCE
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-integration test-e2e demo sql clean FORCE
+.PHONY: help venv test test-unit test-integration test-e2e demo bench bench-settings sql clean FORCE
 
 help:
 	@echo "eventstore make targets (SALT=$(SALT), venv $(VENV)/):"
@@ -49,8 +50,10 @@ help:
 	@echo "  test-integration  run tests/integration only"
 	@echo "  test-e2e          run tests/e2e only"
 	@echo "  demo              start a master + minion on loopback, run jobs, query the store"
+	@echo "  bench             benchmark reactor and engine modes against their peers (~10 min; bench/README.md)"
+	@echo "  bench-settings    benchmark the reactor's Salt settings (~5 min)"
 	@echo "  sql               regenerate sql/mysql.sql and sql/sqlite.sql from the runner"
-	@echo "  clean             remove .venv/ and .demo/"
+	@echo "  clean             remove .venv/, .demo/ and .bench/"
 
 venv: $(STAMP)
 
@@ -76,10 +79,17 @@ test-e2e: $(STAMP)
 demo: $(STAMP)
 	$(VENV_PY) demo/demo.py
 
+# Not part of `make test`: it measures, it does not check.  Results also go to .bench/.
+bench: $(STAMP)
+	$(VENV_PY) bench/run.py $(BENCH_ARGS)
+
+bench-settings: $(STAMP)
+	$(VENV_PY) bench/run.py --settings $(BENCH_ARGS)
+
 sql: $(STAMP)
 	$(VENV_PY) -c 'import sys; sys.path.insert(0, "_runners"); import eventstore; eventstore._write_schema_files("sql")'
 
 clean:
-	rm -rf .venv .demo
+	rm -rf .venv .demo .bench
 
 FORCE:

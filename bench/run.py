@@ -1,0 +1,658 @@
+#!/usr/bin/env python3
+"""
+eventstore benchmark: ``make bench`` (or ``python bench/run.py`` with a venv
+that has Salt, PyMySQL and saltext-mysql on Salt 3008).
+
+Starts its own MariaDB (tests/mysqlserver.py) and its own salt-masters (no
+minion), fires realistic job returns on the master bus after writing them into
+the master job cache with Salt's local_cache returner, and prints one table:
+reactor mode against a do-nothing runner, the store function in process, engine
+mode against the seed's listener and saltext-mysql's event_return, latency at a
+steady rate, and ``eventstore.query jid=`` on a table of 1,000,000 rows.
+See bench/README.md for what each figure means and the results.
+
+    python bench/run.py                 # the whole table (~10 minutes)
+    python bench/run.py --only engine   # one part: reactor, inprocess, engine, latency, query
+    python bench/run.py --settings      # the reactor's Salt settings, one master each
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+
+import psutil  # noqa: E402  (a Salt dependency)
+import salt.config  # noqa: E402
+import salt.version  # noqa: E402
+
+import mysqlserver  # noqa: E402
+import workload  # noqa: E402
+from master import BIN, REPO, BenchMaster, cpu_seconds  # noqa: E402
+from runnerlib import load_runner  # noqa: E402
+
+USER, PASSWORD = "esbench", "esbench-pw"  # the mysql returner cannot use an empty password
+OUT = REPO / ".bench"
+SALT_EVENTS = (
+    "CREATE TABLE IF NOT EXISTS `salt_events` (`id` BIGINT NOT NULL AUTO_INCREMENT,"
+    " `tag` varchar(255) NOT NULL, `data` mediumtext NOT NULL,"
+    " `alter_time` TIMESTAMP DEFAULT CURRENT_TIMESTAMP, `master_id` varchar(255) NOT NULL,"
+    " PRIMARY KEY (`id`), KEY `tag` (`tag`))"
+)
+ROWS = []  # the table: one dict per line
+
+
+def say(*args):
+    print(*args, flush=True)
+
+
+def row(part, case, **values):
+    ROWS.append(dict(part=part, case=case, **values))
+    say("  " + "  ".join(f"{k}={v}" for k, v in ROWS[-1].items()))
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+# ---------------------------------------------------------------------------
+# Setting up: MariaDB, masters, consumers.
+# ---------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, root):
+        self.root = root
+        self.db = mysqlserver.ThrowawayServer()
+        with self.db.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'")
+            cur.execute(f"GRANT ALL ON *.* TO '{USER}'@'%'")
+        self.mysqld = psutil.Process(self.db.proc.pid)
+        self.masters = []
+        self.children = []
+
+    def database(self):
+        name = self.db.create_database()
+        return name, {
+            "mysql.host": self.db.host,
+            "mysql.port": self.db.port,
+            "mysql.user": USER,
+            "mysql.pass": PASSWORD,
+            "mysql.db": name,
+        }
+
+    def master(self, name, overrides):
+        master = BenchMaster(self.root, name, overrides)
+        self.masters.append(master)
+        return master.start()
+
+    def salt_run(self, master, *args):
+        result = subprocess.run(
+            [str(BIN / "salt-run"), "-c", str(master.conf_file.parent), *args],
+            capture_output=True, text=True, check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"salt-run {' '.join(args)}: {result.stdout}{result.stderr}")
+        return result.stdout
+
+    def count(self, name, sql):
+        with self.db.connect(name) as conn, conn.cursor() as cur:
+            cur.execute(sql)
+            return cur.fetchone()[0]
+
+    def close(self):
+        for proc in self.children:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        for master in self.masters:
+            master.stop()
+        self.db.stop()
+
+
+def wait_for(get, expected, idle=10.0, fire=None):
+    """
+    Poll ``get()`` until it reaches ``expected`` or stops growing for ``idle``
+    seconds; returns (last value, when it last grew).  ``fire`` is called at
+    each poll (to flush consumers that only write when the next event comes).
+    """
+    last, when = get(), time.time()
+    while last < expected and time.time() - when < idle:
+        time.sleep(0.05)
+        if fire:
+            fire()
+        now = get()
+        if now != last:
+            last, when = now, time.time()
+    return last, when
+
+
+# ---------------------------------------------------------------------------
+# Reactor mode.
+# ---------------------------------------------------------------------------
+
+
+def reactor_master(bench, name="reactor", **settings):
+    db_name, mysql = bench.database()
+    root = Path(bench.root) / name
+    sls = (REPO / "reactor" / "eventstore.sls").read_text()
+    overrides = dict(
+        mysql,
+        benchnoop_counter=str(root / "noop.count"),
+        reactor=[
+            {"salt/job/*/new": [str(root / "srv/reactor/eventstore.sls")]},
+            {"salt/job/*/ret/*": [str(root / "srv/reactor/eventstore.sls")]},
+            {"bench/noop/*/new": [str(root / "srv/reactor/noop.sls")]},
+            {"bench/noop/*/ret/*": [str(root / "srv/reactor/noop.sls")]},
+        ],
+        **settings,
+    )
+    master = BenchMaster(bench.root, name, overrides)
+    (master.root / "srv/reactor/eventstore.sls").write_text(sls)
+    # The same SLS, rendered the same way, calling the do-nothing runner.
+    (master.root / "srv/reactor/noop.sls").write_text(
+        sls.replace("runner.eventstore.store", "runner.benchnoop.store")
+    )
+    bench.masters.append(master)
+    master.start()
+    bench.salt_run(master, "eventstore.init")
+    counter = master.root / "noop.count"
+    rig = {
+        "master": master,
+        "db": db_name,
+        "cache": workload.JobCache(master.opts),
+        "bus": workload.Bus(master.opts),
+        "noop": lambda: counter.stat().st_size if counter.exists() else 0,
+        "rows": lambda: bench.count(
+            db_name, "SELECT (SELECT COUNT(*) FROM salt_returns) + (SELECT COUNT(*) FROM jids)"
+        ),
+    }
+    # Warm up both paths (loaders, connections) before anything is timed.
+    for prefix, get in (("bench/noop", rig["noop"]), ("salt/job", rig["rows"])):
+        jobs = workload.burst(workload.MINIONS_PER_JOB, prefix)
+        rig["cache"].save(jobs)
+        events = workload.events_of(jobs)[:11]
+        base = get()
+        rig["bus"].fire(events)
+        wait_for(get, base + len(events), idle=60)
+    rig["reactor"] = master.process("Reactor")
+    return rig
+
+
+def reactor_burst(bench, rig, mode, returns):
+    jobs = workload.burst(returns, "bench/noop" if mode == "noop" else "salt/job")
+    rig["cache"].save(jobs)
+    events = workload.events_of(jobs)
+    get = rig["noop"] if mode == "noop" else rig["rows"]
+    base = get()
+    cpu0, db0 = cpu_seconds([rig["reactor"]]), cpu_seconds([bench.mysqld])
+    start = time.time()
+    rig["bus"].fire(events)
+    got, end = wait_for(get, base + len(events), idle=30)
+    got -= base
+    return {
+        "events": len(events),
+        "seconds": end - start,
+        "per_s": got / (end - start),
+        "lost": len(events) - got,
+        "cpu": (cpu_seconds([rig["reactor"]]) - cpu0) / got * 1000,
+        "db_cpu": (cpu_seconds([bench.mysqld]) - db0) / got * 1000,
+    }
+
+
+def part_reactor(bench, returns, rounds):
+    say(f"reactor mode: {returns} returns through a do-nothing runner and eventstore, {rounds} rounds")
+    rig = reactor_master(bench)
+    results = {"noop": [], "eventstore": []}
+    for _ in range(rounds):
+        for mode in ("noop", "eventstore"):
+            results[mode].append(reactor_burst(bench, rig, mode, returns))
+    for mode, label in (("noop", "do-nothing runner"), ("eventstore", "eventstore.store")):
+        runs = results[mode]
+        row(
+            "reactor", label,
+            returns=f"{returns}+{returns // workload.MINIONS_PER_JOB} loads",
+            per_s=round(statistics.mean(r["per_s"] for r in runs), 1),
+            lost=sum(r["lost"] for r in runs),
+            consumer_cpu=round(statistics.mean(r["cpu"] for r in runs), 1),
+            db_cpu=round(statistics.mean(r["db_cpu"] for r in runs), 2),
+            other="runs: " + ", ".join(f"{r['seconds']:.1f} s" for r in runs),
+        )
+    ratio = statistics.mean(r["per_s"] for r in results["eventstore"]) / statistics.mean(
+        r["per_s"] for r in results["noop"]
+    )
+    row("reactor", "time ratio do-nothing/eventstore", other=f"{ratio:.3f} (target >= 0.90)")
+    return rig
+
+
+def part_latency(bench, rig, rate=20, seconds=30):
+    say(f"latency: eventstore reactor mode at a steady {rate} returns/s for {seconds} s")
+    jobs = workload.burst(rate * seconds)
+    rig["cache"].save(jobs)
+    events = workload.events_of(jobs)
+    fired = {}
+
+    def fire():
+        for (tag, data), when in zip(events, rig["bus"].fire(events, rate=rate)):
+            fired[tag] = when
+
+    thread = threading.Thread(target=fire)
+    thread.start()
+    seen = {}
+    with bench.db.connect(rig["db"]) as conn:
+        while thread.is_alive() or len(seen) < len(events) - len(jobs):
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT jid, id FROM salt_returns WHERE jid IN %s", ([job.jid for job in jobs],)
+                )
+                now = time.time()
+                for jid, minion in cur.fetchall():
+                    seen.setdefault(f"salt/job/{jid}/ret/{minion}", now)
+            conn.commit()
+            if not thread.is_alive() and time.time() - max(fired.values()) > 30:
+                break
+            time.sleep(0.01)
+    thread.join()
+    latencies = [(seen[tag] - fired[tag]) * 1000 for tag in seen]
+    row(
+        "latency", f"reactor mode, {rate} returns/s",
+        returns=len(latencies),
+        lost=len(events) - len(jobs) - len(latencies),
+        other=f"event to committed row: p50 {pct(latencies, 50):.0f} ms, p99 {pct(latencies, 99):.0f} ms"
+        " (polled every 10 ms)",
+    )
+
+
+# ---------------------------------------------------------------------------
+# In process: store() from 10 threads, as the reactor calls it.
+# ---------------------------------------------------------------------------
+
+
+def part_inprocess(bench, returns):
+    say(f"in process: eventstore.store from 10 threads, {returns} returns, job cache verified")
+    for backend in ("mysql", "sqlite"):
+        cachedir = tempfile.mkdtemp(dir=bench.root, prefix=f"inproc-{backend}-")
+        opts = salt.config.master_config(None)
+        opts["cachedir"] = cachedir
+        if backend == "mysql":
+            db_name, mysql = bench.database()
+            opts.update(mysql)
+        jobs = workload.burst(returns)
+        workload.JobCache(opts).save(jobs)
+        events = workload.events_of(jobs)
+        es = load_runner(opts)
+        es.init()
+        timings, verdicts = [], []
+
+        def worker(mine):
+            for tag, data in mine:
+                start = time.perf_counter()
+                verdicts.append(es.store(tag, data))
+                timings.append((time.perf_counter() - start) * 1000)
+
+        threads = [threading.Thread(target=worker, args=(events[n::10],)) for n in range(10)]
+        cpu0, db0 = time.process_time(), cpu_seconds([bench.mysqld])
+        start = time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - start
+        stored = verdicts.count("stored")
+        row(
+            "in process", f"store(), 10 threads, {backend}",
+            returns=len(events),
+            per_s=round(len(events) / wall),
+            lost=len(events) - stored,
+            consumer_cpu=round((time.process_time() - cpu0) / len(events) * 1000, 2),
+            db_cpu=round((cpu_seconds([bench.mysqld]) - db0) / len(events) * 1000, 2)
+            if backend == "mysql" else "",
+            other=f"per call p50 {pct(timings, 50):.1f} ms, p99 {pct(timings, 99):.1f} ms",
+        )
+        # What the engine's writer does with the same kind of events.
+        jobs = workload.burst(returns)
+        workload.JobCache(opts).save(jobs)
+        batch = [{"tag": tag, "data": data} for tag, data in workload.events_of(jobs)]
+        cpu0 = time.process_time()
+        start = time.perf_counter()
+        counts = {}
+        for n in range(0, len(batch), 500):
+            for verdict, count in es.store_events(batch[n : n + 500]).items():
+                counts[verdict] = counts.get(verdict, 0) + count
+        wall = time.perf_counter() - start
+        row(
+            "in process", f"store_events(), batches of 500, {backend}",
+            returns=len(batch),
+            per_s=round(len(batch) / wall),
+            lost=len(batch) - counts["stored"],
+            consumer_cpu=round((time.process_time() - cpu0) / len(batch) * 1000, 2),
+        )
+
+
+# ---------------------------------------------------------------------------
+# Engine mode against the seed's listener and saltext-mysql's event_return.
+# ---------------------------------------------------------------------------
+
+CONSUMERS = {
+    "seed listener (INSERT+COMMIT per event)": {},
+    "event_return: mysql": {"event_return": "mysql"},
+    "event_return: mysql, event_return_queue 100": {
+        "event_return": "mysql", "event_return_queue": 100, "event_return_queue_max_seconds": 1,
+    },
+    "eventstore engine": {"engines": [{"eventstore": {}}]},
+}
+
+
+def consumer_rig(bench, case, settings):
+    db_name, mysql = bench.database()
+    name = "c" + str(list(CONSUMERS).index(case))
+    master = bench.master(name, dict(mysql, **settings))
+    bench.salt_run(master, "eventstore.init")
+    with bench.db.connect(db_name) as conn, conn.cursor() as cur:
+        cur.execute(SALT_EVENTS)
+    if "event_return" in settings:
+        sql = "SELECT COUNT(*) FROM salt_events WHERE tag LIKE 'salt/job/%%/ret/%%'"
+        consumer = master.process("EventReturn")
+    elif "engines" in settings:
+        sql = "SELECT COUNT(*) FROM salt_returns"
+        consumer = master.process("Engine(salt.loaded.ext.engines.eventstore)")
+    else:
+        sql = "SELECT COUNT(*) FROM salt_returns"
+        url = f"mysql://{USER}:{PASSWORD}@{bench.db.host}:{bench.db.port}/{db_name}"
+        seed = subprocess.Popen(
+            [sys.executable, str(HERE / "seed_listener.py"), str(master.conf_file), url],
+            stdout=subprocess.PIPE, text=True,
+        )
+        bench.children.append(seed)
+        seed.stdout.readline()  # "listening"
+        consumer = psutil.Process(seed.pid)
+    rig = {
+        "master": master,
+        "consumer": consumer,
+        "cache": workload.JobCache(master.opts),
+        "bus": workload.Bus(master.opts),
+        "get": lambda: bench.count(db_name, sql.replace("%%", "%")),
+    }
+    # Until the consumer has stored a probe, it may not be listening yet; a new
+    # probe each time, so that a late copy is never counted as a burst's.
+    flush = lambda: rig["bus"].fire([("bench/flush", {})])  # noqa: E731
+    while rig["get"]() == 0:
+        jobs = workload.burst(workload.MINIONS_PER_JOB)
+        rig["cache"].save(jobs)
+        rig["bus"].fire(workload.events_of(jobs)[:3])
+        for _ in range(10):
+            time.sleep(0.5)
+            flush()  # event_return_queue writes when the next event comes
+            if rig["get"]():
+                break
+    wait_for(rig["get"], 2, idle=3, fire=flush)
+    return rig
+
+
+def consumer_burst(bench, rig, returns, backlog=False):
+    jobs = workload.burst(returns)
+    rig["cache"].save(jobs)
+    events = workload.events_of(jobs)
+    base = rig["get"]()
+    cpu0, db0 = cpu_seconds([rig["consumer"]]), cpu_seconds([bench.mysqld])
+    if backlog:
+        # Stopped while the burst is fired, then timed draining it: its capacity.
+        rig["consumer"].suspend()
+        rig["bus"].fire(events)
+        start = time.time()
+        rig["consumer"].resume()
+    else:
+        start = time.time()
+        rig["bus"].fire(events)
+    fired_in = time.time() - start
+    last_flush = [0.0]
+
+    def flush():
+        # event_return_queue writes when an event comes: keep some coming.
+        if time.time() - last_flush[0] > 0.5:
+            rig["bus"].fire([("bench/flush", {})])
+            last_flush[0] = time.time()
+
+    got, end = wait_for(rig["get"], base + returns, idle=15, fire=flush)
+    got -= base
+    return {
+        "per_s": got / (end - start),
+        "fired_per_s": len(events) / fired_in if not backlog else None,
+        "lost": returns - got,
+        "cpu": (cpu_seconds([rig["consumer"]]) - cpu0) / max(got, 1) * 1000,
+        "db_cpu": (cpu_seconds([bench.mysqld]) - db0) / max(got, 1) * 1000,
+    }
+
+
+def part_engine(bench, returns, big):
+    say(f"engine mode against the peers: {returns} returns live, then {returns} as a backlog")
+    for case, settings in CONSUMERS.items():
+        rig = consumer_rig(bench, case, settings)
+        live = consumer_burst(bench, rig, returns)
+        backlog = consumer_burst(bench, rig, returns, backlog=True)
+        row(
+            "engine mode", case,
+            returns=returns,
+            per_s=round(live["per_s"]),
+            lost=live["lost"] + backlog["lost"],
+            consumer_cpu=round(live["cpu"], 2),
+            db_cpu=round(live["db_cpu"], 2),
+            other=f"fired at {live['fired_per_s']:.0f}/s; backlog drained at {backlog['per_s']:.0f}/s",
+        )
+        if "engines" in settings:
+            result = consumer_burst(bench, rig, big)
+            row(
+                "engine mode", f"eventstore engine, {big:,} returns",
+                returns=big,
+                per_s=round(result["per_s"]),
+                lost=result["lost"],
+                consumer_cpu=round(result["cpu"], 2),
+                db_cpu=round(result["db_cpu"], 2),
+                other=f"fired at {result['fired_per_s']:.0f}/s",
+            )
+        rig["bus"].close()
+        rig["master"].stop()
+
+
+# ---------------------------------------------------------------------------
+# eventstore.query jid= on 1,000,000 rows.
+# ---------------------------------------------------------------------------
+
+
+def bulk_rows(jobs, minions=100):
+    funs = ("test.ping", "cmd.run", "state.apply")
+    for n in range(jobs):
+        jid = f"2026010100{n:010d}"
+        fun = funs[n % 3]
+        for m in range(minions):
+            minion = f"minion-{m:03d}"
+            ret = json.dumps({"stdout": f"job {n} on {minion}", "retcode": 0})
+            full = json.dumps({"fun": fun, "jid": jid, "id": minion, "return": json.loads(ret),
+                               "retcode": 0, "success": True, "fun_args": []})
+            yield (fun, jid, ret, minion, "1", full)
+
+
+def part_query(bench, total):
+    jobs = total // 100
+    say(f"query: eventstore.query jid= on {total:,} rows ({jobs:,} jobs of 100 minions)")
+    for backend in ("mysql", "sqlite"):
+        opts = salt.config.master_config(None)
+        opts["cachedir"] = tempfile.mkdtemp(dir=bench.root, prefix=f"query-{backend}-")
+        if backend == "mysql":
+            _, mysql = bench.database()
+            opts.update(mysql)
+        es = load_runner(opts)
+        es.init()
+        store = es._store()
+        statement = store.sql(es._INSERT["salt_returns"])
+        start = time.time()
+        chunk = []
+
+        def flush(rows):
+            def work(cur):
+                cur.executemany(statement, rows)
+            store.run(work)
+
+        for values in bulk_rows(jobs):
+            chunk.append(values)
+            if len(chunk) == 20000:
+                flush(chunk)
+                chunk = []
+        if chunk:
+            flush(chunk)
+        loaded = time.time() - start
+        (count,) = store.select("SELECT COUNT(*) FROM salt_returns", ())[0]
+        timings = []
+        for jid in random.Random(4).sample(range(jobs), 200):
+            t0 = time.perf_counter()
+            found = es.query(jid=f"2026010100{jid:010d}")
+            timings.append((time.perf_counter() - t0) * 1000)
+            assert len(found) == 100, len(found)
+        plan = store.select("EXPLAIN " + es._SELECT_JID if backend == "mysql"
+                            else "EXPLAIN QUERY PLAN " + es._SELECT_JID, ("x",))
+        row(
+            "query", f"eventstore.query jid=, {backend}",
+            returns=count,
+            other=f"p50 {pct(timings, 50):.1f} ms, p99 {pct(timings, 99):.1f} ms for 100 rows"
+            f" (loaded in {loaded:.0f} s; plan: {plan_summary(plan)})",
+        )
+
+
+def plan_summary(plan):
+    text = " ".join(str(part) for line in plan for part in line if part is not None)
+    for key in ("sqlite_autoindex_salt_returns_1", "jid_id", "`jid`", "jid"):
+        if key in text:
+            return f"index {key.strip('`')}"
+    return text[:60]
+
+
+# ---------------------------------------------------------------------------
+# The reactor's Salt settings.
+# ---------------------------------------------------------------------------
+
+SETTINGS = {
+    "defaults": {},
+    "reactor_worker_threads: 2": {"reactor_worker_threads": 2},
+    "reactor_worker_threads: 20": {"reactor_worker_threads": 20},
+    "runnerclient_returns: false": {"runnerclient_returns": False},
+    "quiet: true": {"quiet": True},
+    "runnerclient_returns: false, quiet: true": {"runnerclient_returns": False, "quiet": True},
+}
+
+
+def part_settings(bench, returns):
+    say(f"reactor settings: {returns} returns through eventstore, one master per setting")
+    for n, (case, settings) in enumerate(SETTINGS.items()):
+        rig = reactor_master(bench, f"settings{n}", **settings)
+        result = reactor_burst(bench, rig, "eventstore", returns)
+        row(
+            "reactor settings", case,
+            returns=returns,
+            per_s=round(result["per_s"], 1),
+            lost=result["lost"],
+            consumer_cpu=round(result["cpu"], 1),
+            db_cpu=round(result["db_cpu"], 2),
+        )
+        rig["bus"].close()
+        rig["master"].stop()
+
+
+# ---------------------------------------------------------------------------
+
+
+COLUMNS = (
+    ("part", "part"),
+    ("case", "case"),
+    ("returns", "returns"),
+    ("per_s", "returns/s"),
+    ("lost", "lost"),
+    ("consumer_cpu", "consumer CPU s/1000"),
+    ("db_cpu", "MariaDB CPU s/1000"),
+    ("other", "other"),
+)
+
+
+def table():
+    lines = [
+        "| " + " | ".join(title for _, title in COLUMNS) + " |",
+        "|" + "|".join("---" for _ in COLUMNS) + "|",
+    ]
+    for line in ROWS:
+        lines.append("| " + " | ".join(str(line.get(key, "")) for key, _ in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def machine():
+    model = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo", encoding="utf-8")
+         if line.startswith("model name")), platform.processor())
+    return (
+        f"{os.cpu_count()} cores ({model}), {psutil.virtual_memory().total / 2**30:.0f} GiB;"
+        f" Python {platform.python_version()}, Salt {salt.version.__version__},"
+        f" load average at start {os.getloadavg()[0]:.2f}"
+    )
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", action="append",
+                        choices=("reactor", "latency", "inprocess", "engine", "query"))
+    parser.add_argument("--settings", action="store_true", help="the reactor settings instead")
+    parser.add_argument("--returns", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--big", type=int, default=20000)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    OUT.mkdir(exist_ok=True)
+    # A short root: UNIX socket paths have at most 107 bytes.
+    root = tempfile.mkdtemp(prefix="esbench-")
+    started = time.time()
+    at_start = machine()
+    say(f"machine: {at_start}")
+    bench = Bench(root)
+    try:
+        if args.settings:
+            part_settings(bench, args.returns)
+        else:
+            parts = args.only or ["reactor", "latency", "inprocess", "engine", "query"]
+            rig = None
+            if "reactor" in parts:
+                rig = part_reactor(bench, args.returns, args.rounds)
+            if "latency" in parts:
+                part_latency(bench, rig or reactor_master(bench))
+            if rig:
+                rig["bus"].close()
+                rig["master"].stop()
+            if "inprocess" in parts:
+                part_inprocess(bench, args.returns)
+            if "engine" in parts:
+                part_engine(bench, args.returns, args.big)
+            if "query" in parts:
+                part_query(bench, args.rows)
+    finally:
+        bench.close()
+        subprocess.run(["rm", "-rf", root], check=False)
+    result = (
+        f"machine: {at_start}\ncommand: {' '.join(['python', 'bench/run.py', *sys.argv[1:]])}\n"
+        f"took {time.time() - started:.0f} s, load average at the end {os.getloadavg()[0]:.2f}\n\n{table()}\n"
+    )
+    (OUT / ("settings.md" if args.settings else "results.md")).write_text(result)
+    (OUT / ("settings.json" if args.settings else "results.json")).write_text(json.dumps(ROWS, indent=1))
+    say("", result)
+
+
+if __name__ == "__main__":
+    main()
