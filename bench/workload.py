@@ -29,7 +29,7 @@ def new_jid():
 
 def _state_return(minion):
     ret = {}
-    for n in range(100):
+    for n in range(125):
         name = f"/etc/app/conf.d/{n:03d}-{minion}.conf"
         ret[f"file_|-app-conf-{n}_|-{name}_|-managed"] = {
             "name": name,
@@ -115,6 +115,9 @@ class JobCache:
 
     def save(self, jobs):
         for job in jobs:
+            # The jid file first, as the master does: the master's maintenance
+            # scrubs a job folder without one as corrupt.
+            self.returners["local_cache.prep_jid"](passed_jid=job.jid)
             self.returners["local_cache.save_load"](job.jid, job.load, minions=job.minions)
             for minion in job.minions:
                 self.returners["local_cache.returner"](job.ret(minion))
