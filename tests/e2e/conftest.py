@@ -68,8 +68,10 @@ def minion(master):
         yield factory
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture
 def client(master):
+    # One per test: a client left idle while other modules run stops seeing
+    # events (its subscription fills up and is dropped).
     with salt.client.get_local_client(master.config_file) as local:
         yield local
 
