@@ -441,7 +441,10 @@ class _MySQLStore(_Store):
     dialect = "mysql"
     tables = _MYSQL_TABLES
     if HAS_PYMYSQL:
-        lost_connection = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
+        # pymysql's own names, not pymysql.err.*: saltext-mysql's returner calls
+        # pymysql.install_as_MySQLdb() and imports MySQLdb.err, which rebinds
+        # pymysql.err to a second copy whose classes the driver never raises.
+        lost_connection = (pymysql.OperationalError, pymysql.InterfaceError)
 
     def connect(self):
         opts = self.config.mysql

@@ -187,7 +187,7 @@ class ThrowawayServer(Server):
                 # TCP on purpose: that is how Salt's mysql returner will connect.
                 if self._our_server_answers_on_tcp():
                     return
-            except pymysql.err.OperationalError:
+            except pymysql.OperationalError:  # not pymysql.err.*: see _MySQLStore
                 pass  # not listening yet, or a server of someone else's (access denied)
             if time.monotonic() > deadline:
                 raise TimeoutError(
