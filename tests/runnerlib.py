@@ -30,6 +30,14 @@ def load_runner(opts):
 JID = "20261126120000000000"
 
 
+def count(es, table="salt_returns"):
+    """
+    How many rows ``table`` holds, read through the runner's own store.
+    """
+    (n,) = es._store().select(f"SELECT COUNT(*) FROM `{table}`", ())[0]
+    return n
+
+
 def ret_event(minion="web1", jid=JID, fun="test.ping", ret=True, success=True, **extra):
     """
     A ``salt/job/<jid>/ret/<minion>`` tag and data as the master fires them.
