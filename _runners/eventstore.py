@@ -67,6 +67,7 @@ The configuration is read once per loaded module, not per stored return: after
 a change, restart the master (the reactor keeps its loaded runners).
 """
 
+import datetime
 import fnmatch
 import json
 import logging
@@ -83,6 +84,8 @@ except ImportError:
     HAS_PYMYSQL = False
 
 import sqlite3
+
+import salt.utils.jid
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +280,164 @@ def _glob_to_like(glob):
 
 
 # ---------------------------------------------------------------------------
+# Reading back: time windows and job listings.  Pure functions.
+# ---------------------------------------------------------------------------
+
+_UTC = datetime.timezone.utc
+_RELATIVE_TIME = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
+_TIME_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_TIME_FORMS = (
+    "2026-11-26, '2026-11-26 12:00', ISO 8601 (2026-11-26T12:00:00+01:00), a jid,"
+    " or an age: 30m, 2h, 3d, 1w"
+)
+
+
+def _now():
+    return datetime.datetime.now(_UTC)
+
+
+def _parse_time(value, now):
+    """
+    The moment ``value`` names, as an aware UTC datetime.  Accepts what people
+    type: a date (``2026-11-26``, midnight), a date and time (``2026-11-26
+    12:00``), ISO 8601 with or without an offset (``Z`` too), a jid (its start
+    time), or an age meaning "ago": ``45s``, ``30m``, ``2h``, ``3d``, ``1w``.
+    Times without an offset are UTC, like jids.  ``salt-run`` hands a jid over
+    as an int and YAML may hand dates over as ``date``/``datetime``: both work.
+    Raises ``ValueError`` naming the accepted forms.
+    """
+    if isinstance(value, datetime.datetime):
+        moment = value
+    elif isinstance(value, datetime.date):
+        moment = datetime.datetime(value.year, value.month, value.day)
+    else:
+        text = str(value).strip()
+        relative = _RELATIVE_TIME.fullmatch(text)
+        if relative:
+            amount, unit = relative.groups()
+            return now - datetime.timedelta(**{_TIME_UNITS[unit.lower()]: int(amount)})
+        try:
+            if JID_PATTERN.fullmatch(text):
+                moment = datetime.datetime.strptime(text[:20], "%Y%m%d%H%M%S%f")
+            else:
+                if text[-1:] in ("Z", "z"):
+                    text = text[:-1] + "+00:00"
+                moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            raise ValueError(f"{value!r} is not a time; give {_TIME_FORMS}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_UTC)
+    return moment.astimezone(_UTC)
+
+
+def _time_to_jid(moment):
+    """
+    The 20-digit jid a job started at ``moment`` (an aware datetime) would get.
+    """
+    return f"{moment.astimezone(_UTC):%Y%m%d%H%M%S%f}"
+
+
+def _jid_range(since=None, until=None, before=None, now=None):
+    """
+    ``(low, high)`` jid bounds for a time window, each ``None`` when open:
+    jobs with ``low <= jid < high``.  ``since`` is inclusive, ``until``
+    exclusive, ``before`` a jid (a page cursor: strictly older jobs).  Jids sort
+    by start time, so the window is a range scan on the jid index.
+    """
+
+    def bound(name, value):
+        try:
+            return _time_to_jid(_parse_time(value, now))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
+
+    low = bound("since", since) if since is not None else None
+    highs = [bound("until", until)] if until is not None else []
+    if before is not None:
+        before = str(before)
+        if not JID_PATTERN.fullmatch(before):
+            raise ValueError(f"before={before!r} is not a jid (a page cursor from 'next')")
+        highs.append(before)
+    return low, (min(highs) if highs else None)
+
+
+def _jid_range_where(low, high):
+    """
+    SQL conditions and parameters for a :py:func:`_jid_range` on a ``jid`` column.
+    """
+    where, params = [], []
+    if low is not None:
+        where.append("`jid` >= %s")
+        params.append(low)
+    if high is not None:
+        where.append("`jid` < %s")
+        params.append(high)
+    return where, params
+
+
+def _globs(value):
+    """
+    Shell globs from a glob, a comma-separated list of them, or a list (as
+    ``jobs.list_jobs`` takes them); ``None`` for no filter.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple, set)):
+        return tuple(str(glob) for glob in value)
+    return tuple(glob.strip() for glob in str(value).split(",") if glob.strip())
+
+
+def _matches(value, globs):
+    """
+    True when ``value`` (a string, or a list of them as in a list target or a
+    multi-function job) matches one of ``globs``; ``globs=None`` matches anything.
+    """
+    if globs is None:
+        return True
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return any(
+        isinstance(item, str) and fnmatch.fnmatchcase(item, glob)
+        for item in values
+        for glob in globs
+    )
+
+
+def _job_matches(load, funs, targets, users, ignore_funs):
+    """
+    Whether a job's load passes the ``jobs`` filters.  Jobs of functions whose
+    returns are never stored (``saltutil.find_job``, ``ignore_funs``) are hidden.
+    """
+    fun = load.get("fun")
+    if isinstance(fun, str) and _is_ignored(fun, ignore_funs):
+        return False
+    return (
+        _matches(fun, funs)
+        and _matches(load.get("tgt"), targets)
+        and _matches(load.get("user"), users)
+    )
+
+
+def _job_summary(jid, load, returned, failed):
+    """
+    One job as ``salt-run jobs.list_jobs`` shows it (Salt's own format), plus
+    how many minions returned and how many of those failed.
+    """
+    summary = salt.utils.jid.format_jid_instance_ext(jid, load)
+    summary.update({"Returned": returned, "Failed": failed})
+    return summary
+
+
+def _positive_int(value, name):
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise ValueError(f"{name} must be a whole number above 0, not {value!r}")
+    return number
+
+
+# ---------------------------------------------------------------------------
 # Storage: the SQL is written once, in MySQL's quoting and placeholders; the
 # SQLite store translates the placeholders and the duplicate clause.
 # ---------------------------------------------------------------------------
@@ -335,6 +496,20 @@ _SELECT_JID = "SELECT `id`, `full_ret` FROM `salt_returns` WHERE `jid` = %s ORDE
 _SELECT_LATEST = (
     "SELECT `jid`, `id`, `fun`, `success`, `alter_time`, `full_ret` FROM `salt_returns`"
     " {where} ORDER BY `jid` DESC, `id` LIMIT %s"
+)
+
+
+# Jobs newest first, from the jid index; {where} narrows by time window and cursor.
+_SELECT_JOBS = "SELECT `jid`, `load` FROM `jids` {where} ORDER BY `jid` DESC LIMIT %s"
+# A failed return is success '0', as the mysql returner writes it (Alcali counts them so).
+_JOB_HAS_FAILED_RETURN = (
+    "EXISTS (SELECT 1 FROM `salt_returns` WHERE `salt_returns`.`jid` = `jids`.`jid`"
+    " AND `salt_returns`.`success` = '0')"
+)
+# Returned and failed minions of a page of jobs, in one grouped query.
+_COUNT_RETURNS = (
+    "SELECT `jid`, COUNT(DISTINCT `id`), COUNT(DISTINCT CASE WHEN `success` = '0' THEN `id` END)"
+    " FROM `salt_returns` WHERE `jid` IN ({marks}) GROUP BY `jid`"
 )
 
 
@@ -702,3 +877,113 @@ def query(jid=None, minion=None, fun=None, success=None, limit=20):
             }
         )
     return rows
+
+
+def _invalid(exc):
+    """
+    What a runner function returns for bad input: the reason, with a non-zero
+    exit code for ``salt-run``.
+    """
+    __context__["retcode"] = 1
+    return f"Invalid input: {exc}"
+
+
+def _where(conditions):
+    return ("WHERE " + " AND ".join(conditions)) if conditions else ""
+
+
+def jobs(
+    fun=None, target=None, user=None, since=None, until=None, failed=False, limit=20, before=None
+):
+    """
+    List stored jobs, newest first, as ``salt-run jobs.list_jobs`` shows them
+    (JID, Function, Arguments, Target, Target-type, User, StartTime), with how
+    many minions returned (``Returned``) and how many of those failed
+    (``Failed``).  A job is listed once its load is stored (the
+    ``salt/job/<jid>/new`` event); jobs of ``saltutil.find_job`` and of
+    ``eventstore:ignore_funs`` are not listed, as their returns are not stored.
+
+    Returns ``{"jobs": [...], "next": <jid or None>}``: when more jobs match
+    than ``limit``, ``next`` is the cursor for the next page: pass it as
+    ``before``.
+
+    fun
+        A function name or shell glob (``state.*``); several as a list or
+        comma-separated (``'test.*,pkg.install'``).
+
+    target
+        A target or shell glob (``web*``), matched against the job's target as
+        given (a list target matches when one of its minions does); several as
+        a list or comma-separated.
+
+    user
+        The user who published the job, or a shell glob (``sudo_*``).
+
+    since
+        Jobs started at or after this time: ``2026-11-26``, ``'2026-11-26
+        12:00'``, ISO 8601 (``2026-11-26T12:00:00+01:00``), a jid, or an age
+        (``30m``, ``2h``, ``3d``, ``1w``: that long ago).  Times without an
+        offset are UTC, as jids are.
+
+    until
+        Jobs started before this time; the same forms as ``since``.
+
+    failed : False
+        ``True`` for jobs with at least one failed return only.
+
+    limit : 20
+        How many jobs a page holds.
+
+    before
+        The page cursor: jobs strictly older than this jid (``next`` of the
+        page before).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run eventstore.jobs
+        salt-run eventstore.jobs fun='state.*' since=3d failed=True
+        salt-run eventstore.jobs target='web*' user=alice since=2026-11-26 until='2026-11-27 12:00'
+        salt-run eventstore.jobs before=20261126120000000000
+    """
+    try:
+        low, high = _jid_range(since, until, before, _now())
+        limit = _positive_int(limit, "limit")
+    except ValueError as exc:
+        return _invalid(exc)
+    store_ = _store()
+    funs, targets, users = _globs(fun), _globs(target), _globs(user)
+    only_failed = _truthy(failed)
+
+    # fun, target and user live in the JSON load, so they are matched here;
+    # the time window bounds the scan, which goes down the jid index in chunks
+    # until one job more than a page has matched (that one says: more to come).
+    page, chunk = [], max(limit + 1, 200)
+    while len(page) <= limit:
+        conditions, params = _jid_range_where(low, high)
+        if only_failed:
+            conditions.append(_JOB_HAS_FAILED_RETURN)
+        rows = store_.select(_SELECT_JOBS.format(where=_where(conditions)), (*params, chunk))
+        for jid, load_text in rows:
+            load = json.loads(load_text)
+            if _job_matches(load, funs, targets, users, store_.config.ignore_funs):
+                page.append((jid, load))
+                if len(page) > limit:
+                    break
+        if len(rows) < chunk:
+            break
+        high = rows[-1][0]
+
+    more, page = len(page) > limit, page[:limit]
+    counts = {}
+    if page:
+        marks = ", ".join(["%s"] * len(page))
+        for jid, returned, failures in store_.select(
+            _COUNT_RETURNS.format(marks=marks), tuple(jid for jid, _ in page)
+        ):
+            counts[jid] = (int(returned), int(failures))
+    return {
+        "jobs": [_job_summary(jid, load, *counts.get(jid, (0, 0))) for jid, load in page],
+        "next": page[-1][0] if more else None,
+    }
