@@ -492,7 +492,9 @@ _INSERT_RETURN = (
 _INSERT_LOAD = (
     "INSERT INTO `jids` (`jid`, `load`) VALUES (%s, %s) ON DUPLICATE KEY UPDATE `jid` = `jid`"
 )
-_SELECT_JID = "SELECT `id`, `full_ret` FROM `salt_returns` WHERE `jid` = %s ORDER BY `id`"
+_SELECT_JID = "SELECT `id`, `full_ret` FROM `salt_returns` {where} ORDER BY `id`"
+_SELECT_LOAD = "SELECT `load` FROM `jids` WHERE `jid` = %s"
+_SELECT_RETURNED = "SELECT DISTINCT `id` FROM `salt_returns` WHERE `jid` = %s"
 _SELECT_LATEST = (
     "SELECT `jid`, `id`, `fun`, `success`, `alter_time`, `full_ret` FROM `salt_returns`"
     " {where} ORDER BY `jid` DESC, `id` LIMIT %s"
@@ -811,7 +813,31 @@ def _truthy(value):
     return bool(value)
 
 
-def query(jid=None, minion=None, fun=None, success=None, limit=20):
+def _invalid(exc):
+    """
+    What a runner function returns for bad input: the reason, with a non-zero
+    exit code for ``salt-run``.
+    """
+    __context__["retcode"] = 1
+    return f"Invalid input: {exc}"
+
+
+def _where(conditions):
+    return ("WHERE " + " AND ".join(conditions)) if conditions else ""
+
+
+def query(
+    jid=None,
+    minion=None,
+    fun=None,
+    success=None,
+    limit=20,
+    since=None,
+    until=None,
+    failed=False,
+    full=False,
+    missing=False,
+):
     """
     Read stored returns back.
 
@@ -832,6 +858,28 @@ def query(jid=None, minion=None, fun=None, success=None, limit=20):
     success
         ``True`` for successful returns only, ``False`` for failed ones only.
 
+    failed : False
+        ``True`` for failed returns only (the same as ``success=False``).
+
+    since
+        Returns of jobs started at or after this time: ``2026-11-26``,
+        ``'2026-11-26 12:00'``, ISO 8601, a jid, or an age (``30m``, ``2h``,
+        ``3d``, ``1w``: that long ago).  Times without an offset are UTC.
+
+    until
+        Returns of jobs started before this time; the same forms as ``since``.
+
+    full : False
+        ``True`` for the whole stored return data (the minion's return load:
+        ``fun_args``, ``retcode``, ``success``, ``return``...) instead of
+        only its ``return``; in the list, under ``full_ret`` instead of
+        ``return``.
+
+    missing : False
+        With ``jid``: also the minions the job targeted (the ``minions`` of
+        its stored load) that did not return, as ``"Minion did not return"``,
+        like ``jobs.lookup_jid missing=True``.
+
     limit : 20
         How many returns to list at most (without ``jid``).
 
@@ -840,18 +888,28 @@ def query(jid=None, minion=None, fun=None, success=None, limit=20):
     .. code-block:: bash
 
         salt-run eventstore.query jid=20260101120000000000
+        salt-run eventstore.query jid=20260101120000000000 missing=True
+        salt-run eventstore.query jid=20260101120000000000 full=True --out=json
         salt-run eventstore.query minion='web*' fun=state.apply success=False limit=5
+        salt-run eventstore.query failed=True since=2h
     """
+    full, missing = _truthy(full), _truthy(missing)
+    try:
+        if _truthy(failed):
+            if success is not None and _truthy(success):
+                raise ValueError("failed=True and success=True exclude each other")
+            success = False
+        if missing and jid is None:
+            raise ValueError("missing=True needs a jid: the minions a job targeted")
+        low, high = _jid_range(since, until, now=_now())
+        limit = _positive_int(limit, "limit")
+    except ValueError as exc:
+        return _invalid(exc)
     store_ = _store()
+    where, params = _jid_range_where(low, high)
     if jid is not None:
-        returns, outputter = {}, None
-        for minion_id, full_ret in store_.select(_SELECT_JID, (str(jid),)):
-            full = json.loads(full_ret)
-            returns[minion_id] = full.get("return")
-            outputter = outputter or full.get("out")
-        return {"outputter": outputter, "data": returns} if outputter else returns
-
-    where, params = [], []
+        where.append("`jid` = %s")
+        params.append(str(jid))
     for column, glob in (("id", minion), ("fun", fun)):
         if glob is not None:
             where.append(f"`{column}` LIKE %s ESCAPE '!'")
@@ -859,37 +917,50 @@ def query(jid=None, minion=None, fun=None, success=None, limit=20):
     if success is not None:
         where.append("`success` = %s")
         params.append("1" if _truthy(success) else "0")
-    params.append(int(limit))
-    statement = _SELECT_LATEST.format(where=("WHERE " + " AND ".join(where)) if where else "")
+
+    if jid is not None:
+        returns, outputter = {}, None
+        for minion_id, full_ret in store_.select(
+            _SELECT_JID.format(where=_where(where)), tuple(params)
+        ):
+            data = json.loads(full_ret)
+            returns[minion_id] = data if full else data.get("return")
+            outputter = outputter or data.get("out")
+        if missing:
+            returns.update(_missing_minions(store_, str(jid)))
+        if outputter and not full:
+            return {"outputter": outputter, "data": returns}
+        return returns
+
     rows = []
     for row_jid, minion_id, row_fun, row_success, alter_time, full_ret in store_.select(
-        statement, tuple(params)
+        _SELECT_LATEST.format(where=_where(where)), (*params, limit)
     ):
-        full = json.loads(full_ret)
+        data = json.loads(full_ret)
         rows.append(
             {
                 "jid": row_jid,
                 "minion": minion_id,
-                "fun": full.get("fun", row_fun),
+                "fun": data.get("fun", row_fun),
                 "success": row_success == "1",
                 "time": str(alter_time),
-                "return": full.get("return"),
+                **({"full_ret": data} if full else {"return": data.get("return")}),
             }
         )
     return rows
 
 
-def _invalid(exc):
+def _missing_minions(store_, jid):
     """
-    What a runner function returns for bad input: the reason, with a non-zero
-    exit code for ``salt-run``.
+    ``{minion: "Minion did not return"}`` for the minions in the job's stored
+    load that have no stored return; empty when the load is not stored.
     """
-    __context__["retcode"] = 1
-    return f"Invalid input: {exc}"
-
-
-def _where(conditions):
-    return ("WHERE " + " AND ".join(conditions)) if conditions else ""
+    loads = store_.select(_SELECT_LOAD, (jid,))
+    targeted = (json.loads(loads[0][0]).get("minions") or []) if loads else []
+    returned = {minion_id for (minion_id,) in store_.select(_SELECT_RETURNED, (jid,))}
+    return {
+        minion_id: "Minion did not return" for minion_id in targeted if minion_id not in returned
+    }
 
 
 def jobs(
