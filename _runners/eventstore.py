@@ -437,6 +437,42 @@ def _positive_int(value, name):
     return number
 
 
+
+#: How far past the cutoff prune walks salt_returns' jid index looking for
+#: returns stored before the cutoff (a minion clock ahead of the database's).
+PRUNE_JID_SLACK = datetime.timedelta(days=1)
+
+
+def _prune_cutoff(days=None, hours=None, before=None, now=None):
+    """
+    The moment before which :py:func:`prune` deletes, in whole seconds (the
+    resolution of ``alter_time``).  An age (``days``, ``hours``, or both) or
+    ``before`` is required: there is no default that deletes everything.
+    """
+    if before is not None and (days is not None or hours is not None):
+        raise ValueError("give an age (days=, hours=) or before=, not both")
+    if before is not None:
+        try:
+            cutoff = _parse_time(before, now)
+        except ValueError as exc:
+            raise ValueError(f"before: {exc}") from None
+    elif days is None and hours is None:
+        raise ValueError(
+            "say how old what is deleted must be: days=, hours= or before=;"
+            " prune has no default age"
+        )
+    else:
+        try:
+            age = datetime.timedelta(days=float(days or 0), hours=float(hours or 0))
+        except (TypeError, ValueError):
+            raise ValueError(f"days={days!r}, hours={hours!r}: give numbers") from None
+        if age <= datetime.timedelta(0):
+            raise ValueError(f"the age must be above 0 (days={days!r}, hours={hours!r})")
+        cutoff = now - age
+    if cutoff > now:
+        raise ValueError(f"the cutoff {cutoff.isoformat()} is in the future")
+    return cutoff.replace(microsecond=0)
+
 # ---------------------------------------------------------------------------
 # Storage: the SQL is written once, in MySQL's quoting and placeholders; the
 # SQLite store translates the placeholders and the duplicate clause.
@@ -515,6 +551,22 @@ _COUNT_RETURNS = (
 )
 
 
+# Pruning walks a table's jid index in batches: the boundary is the jid
+# `batch` rows further on, and one transaction archives and deletes the rows
+# up to it (low < jid <= boundary, below the scan's end), so a DELETE only
+# ever locks a short range of old jids, never the table.
+_PRUNE_BOUNDARY = (
+    "SELECT `jid` FROM `{table}` WHERE `jid` > %s AND `jid` < %s ORDER BY `jid` LIMIT 1 OFFSET %s"
+)
+_PRUNE_BATCH = "`jid` > %s AND `jid` <= %s AND `jid` < %s{extra}"
+_PRUNE_ARCHIVE = (
+    "INSERT IGNORE INTO `{table}_archive` SELECT * FROM `{table}` WHERE " + _PRUNE_BATCH
+)
+_PRUNE_DELETE = "DELETE FROM `{table}` WHERE " + _PRUNE_BATCH
+_PRUNE_COUNT = "SELECT COUNT(*) FROM `{table}` WHERE `jid` < %s{extra}"
+_CREATE_LIKE = "CREATE TABLE IF NOT EXISTS `{target}` LIKE `{source}`"
+
+
 class _Store:
     """
     One connection per thread (the reactor stores from up to
@@ -581,6 +633,16 @@ class _Store:
         def work(cur):
             for statement in self.tables:
                 cur.execute(statement)
+
+        self.run(work)
+
+    def create_table_like(self, source, target):
+        """
+        Create ``target`` with the columns and keys of ``source``, unless it exists.
+        """
+
+        def work(cur):
+            cur.execute(_CREATE_LIKE.format(source=source, target=target))
 
         self.run(work)
 
@@ -656,9 +718,21 @@ class _SQLiteStore(_Store):
     lost_connection = ()
 
     def sql(self, statement):
-        return statement.replace("%s", "?").replace(
-            "ON DUPLICATE KEY UPDATE `jid` = `jid`", "ON CONFLICT DO NOTHING"
+        return (
+            statement.replace("%s", "?")
+            .replace("ON DUPLICATE KEY UPDATE `jid` = `jid`", "ON CONFLICT DO NOTHING")
+            .replace("INSERT IGNORE INTO", "INSERT OR IGNORE INTO")
         )
+
+    def create_table_like(self, source, target):
+        # SQLite has no CREATE TABLE ... LIKE: rename the source's own DDL.
+        def work(cur):
+            cur.execute("SELECT `sql` FROM `sqlite_master` WHERE `name` = ?", (source,))
+            (ddl,) = cur.fetchone()
+            head = re.match(r"CREATE TABLE\s+(\"[^\"]+\"|`[^`]+`|\[[^\]]+\]|\S+)", ddl)
+            cur.execute(f"CREATE TABLE IF NOT EXISTS `{target}`" + ddl[head.end():])
+
+        self.run(work)
 
     def connect(self):
         path = self.config.sqlite_path
@@ -1058,3 +1132,140 @@ def jobs(
         "jobs": [_job_summary(jid, load, *counts.get(jid, (0, 0))) for jid, load in page],
         "next": page[-1][0] if more else None,
     }
+
+
+def _prune_table(store_, table, scan_end, extra, extra_params, batch_size, archive):
+    """
+    Delete the rows of ``table`` with ``jid < scan_end`` that meet ``extra``,
+    first copying them to ``<table>_archive`` when ``archive``; one transaction
+    per batch of ``batch_size`` rows along the jid index.  Returns how many
+    rows it deleted.
+    """
+    archive_sql = _PRUNE_ARCHIVE.format(table=table, extra=extra)
+    delete_sql = _PRUNE_DELETE.format(table=table, extra=extra)
+    boundary_sql = _PRUNE_BOUNDARY.format(table=table)
+    low, deleted = "", 0
+    while True:
+        boundary = store_.select(boundary_sql, (low, scan_end, batch_size - 1))
+        high = boundary[0][0] if boundary else scan_end
+        params = (low, high, scan_end, *extra_params)
+
+        def work(cur, params=params):
+            if archive:
+                cur.execute(store_.sql(archive_sql), params)
+            cur.execute(store_.sql(delete_sql), params)
+            return cur.rowcount
+
+        deleted += store_.run(work)
+        if not boundary:
+            return deleted
+        low = high
+
+
+def prune(days=None, hours=None, before=None, archive=False, dry_run=False, batch_size=1000):
+    """
+    Delete stored job loads and returns older than a cutoff, to keep the
+    tables from growing forever.  An age is required; nothing younger than
+    the cutoff is ever deleted:
+
+    - a job load (``jids``) goes when its job started before the cutoff (the
+      time in its jid);
+    - a return (``salt_returns``) goes when it was stored before the cutoff
+      (its ``alter_time``, the database's clock, UTC), whatever its job's age.
+      To stay fast, prune looks for such returns along the jid index up to
+      jobs started a day after the cutoff; a return stored earlier than its
+      jid says by more than that (a minion clock far ahead) goes in a later run.
+
+    Rows go in batches, one transaction each, along the jid index, so a big
+    table is never locked as a whole and the reactor keeps storing meanwhile
+    (Salt's own purge runs one DELETE over the table, saltstack/salt#55279).
+    The database user needs DELETE on both tables (and, with ``archive``,
+    CREATE and INSERT on the ``*_archive`` tables).
+
+    days
+        Delete what is older than this many days (a number, ``1.5`` too).
+
+    hours
+        Delete what is older than this many hours; adds to ``days``.
+
+    before
+        Instead of an age: delete what is older than this time
+        (``2026-11-01``, ``'2026-11-01 12:00'``, ISO 8601, a jid).
+
+    archive : False
+        Move the rows to ``jids_archive`` and ``salt_returns_archive``
+        (created like the originals, as the mysql returner's ``archive_jobs``
+        does) instead of only deleting them.
+
+    dry_run : False
+        Only count what would go.
+
+    batch_size : 1000
+        Rows per transaction.
+
+    Run it daily from the master's scheduler (then restart the master):
+
+    .. code-block:: yaml
+
+        schedule:
+          eventstore_prune:
+            function: eventstore.prune
+            kwargs:
+              days: 30
+            hours: 24
+            splay: 600
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run eventstore.prune days=30 dry_run=True
+        salt-run eventstore.prune days=30
+        salt-run eventstore.prune hours=12 archive=True
+        salt-run eventstore.prune before=2026-01-01
+    """
+    try:
+        cutoff = _prune_cutoff(days, hours, before, _now())
+        batch_size = _positive_int(batch_size, "batch_size")
+    except ValueError as exc:
+        return _invalid(exc)
+    archive, dry_run = _truthy(archive), _truthy(dry_run)
+    store_ = _store()
+    stored_before = cutoff.strftime("%Y-%m-%d %H:%M:%S")
+    plan = (
+        # table, end of the jid scan, what else a row must meet to go
+        ("jids", _time_to_jid(cutoff), "", ()),
+        (
+            "salt_returns",
+            _time_to_jid(cutoff + PRUNE_JID_SLACK),
+            " AND `alter_time` < %s",
+            (stored_before,),
+        ),
+    )
+    result = {
+        "cutoff": cutoff.isoformat(),
+        "action": {
+            (False, False): "deleted",
+            (True, False): "archived",
+            (False, True): "would delete",
+            (True, True): "would archive",
+        }[(archive, dry_run)],
+    }
+    try:
+        for table, scan_end, extra, extra_params in plan:
+            if dry_run:
+                statement = _PRUNE_COUNT.format(table=table, extra=extra)
+                ((result[table],),) = store_.select(statement, (scan_end, *extra_params))
+                continue
+            if archive:
+                store_.create_table_like(table, f"{table}_archive")
+            result[table] = _prune_table(
+                store_, table, scan_end, extra, extra_params, batch_size, archive
+            )
+    except Exception as exc:  # pylint: disable=broad-except
+        __context__["retcode"] = 1
+        return (
+            f"Could not prune {store_.describe()}: {exc}"
+            " (batches done before the error stay done; run it again)"
+        )
+    return result
