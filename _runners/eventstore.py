@@ -473,6 +473,128 @@ def _prune_cutoff(days=None, hours=None, before=None, now=None):
         raise ValueError(f"the cutoff {cutoff.isoformat()} is in the future")
     return cutoff.replace(microsecond=0)
 
+
+# ---------------------------------------------------------------------------
+# The schema: what a database holds, against what eventstore makes.  Pure.
+# ---------------------------------------------------------------------------
+
+TABLES = ("jids", "salt_returns")
+#: The unique key each table needs: one job load per jid, one return per (jid, minion).
+UNIQUE_KEYS = {"jids": ("jid",), "salt_returns": ("jid", "id")}
+#: MySQL: 4-byte UTF-8, and minion ids compared as they are spelt (web1 is not Web1).
+COLLATION = "utf8mb4_bin"
+
+#: What a database holds: ``tables`` {name: collation or None},
+#: ``unique_keys`` {table: set of column tuples}, ``text_columns`` {table:
+#: [TextColumn]} (MySQL only: SQLite text is always UTF-8, compared as bytes).
+Schema = namedtuple("Schema", "tables unique_keys text_columns")
+TextColumn = namedtuple("TextColumn", "name data_type column_type collation nullable")
+StoredReturn = namedtuple("StoredReturn", "fun jid ret id success full_ret alter_time")
+
+
+def _missing_tables(schema):
+    return [table for table in TABLES if table not in schema.tables]
+
+
+def _collations(schema, table):
+    """
+    The collations of ``table`` and its text columns (none on SQLite).
+    """
+    found = {schema.tables[table]}
+    found.update(column.collation for column in schema.text_columns.get(table, ()))
+    found.discard(None)
+    return found
+
+
+def _schema_differences(schema):
+    """
+    How the tables present differ from the layout ``init`` makes, one
+    sentence each; an empty list when they match.  A database made from the
+    mysql returner's documented schema is utf8 (3-byte) with no unique key on
+    ``(jid, id)``.
+    """
+    found = []
+    for table in TABLES:
+        if table not in schema.tables:
+            continue
+        key = UNIQUE_KEYS[table]
+        if key not in schema.unique_keys.get(table, set()):
+            found.append(
+                f"{table} has no unique key on ({', '.join(key)}): "
+                + (
+                    "a return stored twice is two rows"
+                    if table == "salt_returns"
+                    else "a job load stored twice is two rows"
+                )
+            )
+        collations = _collations(schema, table)
+        if collations - {COLLATION}:
+            found.append(
+                f"{table} is {', '.join(sorted(collations))}, not {COLLATION}:"
+                " 4-byte characters (emoji) cannot be stored"
+                if any(not c.startswith("utf8mb4") for c in collations)
+                else f"{table} is {', '.join(sorted(collations))}, not {COLLATION}:"
+                " minion ids differing only in case are mixed up"
+            )
+    return found
+
+
+def _convert_statement(table, text_columns):
+    """
+    The ALTER that converts ``table`` to utf8mb4_bin.  CONVERT TO alone would
+    widen each mediumtext to longtext to keep its length in characters; the
+    MODIFY clauses keep the returner's column types (the data fits: utf8 text
+    takes the same bytes in utf8mb4).
+    """
+    clauses = [f"ALTER TABLE `{table}` CONVERT TO CHARACTER SET utf8mb4 COLLATE {COLLATION}"]
+    for column in text_columns:
+        if column.data_type.endswith("text"):
+            clauses.append(
+                f"MODIFY `{column.name}` {column.column_type} CHARACTER SET utf8mb4"
+                f" COLLATE {COLLATION} {'NULL' if column.nullable else 'NOT NULL'}"
+            )
+    return ", ".join(clauses)
+
+
+def _first_return(rows):
+    """
+    Of several stored copies of one (jid, minion) return
+    (:py:class:`StoredReturn` rows), the one a migration keeps: the first
+    stored (oldest ``alter_time``; a missing time counts as newest), then the
+    lowest ``full_ret``, then the lowest of the other columns, so the choice
+    never depends on the order in which the server reads the rows.
+    """
+    return min(
+        rows,
+        key=lambda row: (
+            row.alter_time is None,
+            row.alter_time or datetime.datetime.min,
+            row.full_ret,
+            row.ret,
+            row.fun,
+            row.success,
+        ),
+    )
+
+
+def _migration_plan(schema):
+    """
+    The statements ``migrate`` runs, in order: first the conversions to
+    utf8mb4_bin (so that duplicates are then found as minion ids are spelt:
+    ``Web1`` and ``web1`` are two minions, which the returner's
+    utf8_general_ci would call one), then the unique key on ``salt_returns
+    (jid, id)``, before which ``migrate`` removes the duplicate returns.
+    """
+    plan = [
+        _convert_statement(table, schema.text_columns.get(table, ()))
+        for table in TABLES
+        if _collations(schema, table) - {COLLATION}
+    ]
+    if UNIQUE_KEYS["salt_returns"] not in schema.unique_keys.get("salt_returns", set()):
+        plan.append(_ADD_UNIQUE_KEY)
+    return plan
+
+
 # ---------------------------------------------------------------------------
 # Storage: the SQL is written once, in MySQL's quoting and placeholders; the
 # SQLite store translates the placeholders and the duplicate clause.
@@ -565,6 +687,69 @@ _PRUNE_ARCHIVE = (
 _PRUNE_DELETE = "DELETE FROM `{table}` WHERE " + _PRUNE_BATCH
 _PRUNE_COUNT = "SELECT COUNT(*) FROM `{table}` WHERE `jid` < %s{extra}"
 _CREATE_LIKE = "CREATE TABLE IF NOT EXISTS `{target}` LIKE `{source}`"
+
+
+# MySQL's catalog, for status, init and migrate (SQLite's is read with PRAGMAs).
+_MYSQL_TABLES_INFO = (
+    "SELECT `TABLE_NAME`, `TABLE_COLLATION` FROM `information_schema`.`TABLES`"
+    " WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` IN (%s, %s)"
+)
+_MYSQL_UNIQUE_KEYS = (
+    "SELECT `TABLE_NAME`, `INDEX_NAME`, `COLUMN_NAME` FROM `information_schema`.`STATISTICS`"
+    " WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` IN (%s, %s) AND `NON_UNIQUE` = 0"
+    " ORDER BY `TABLE_NAME`, `INDEX_NAME`, `SEQ_IN_INDEX`"
+)
+_MYSQL_TEXT_COLUMNS = (
+    "SELECT `TABLE_NAME`, `COLUMN_NAME`, `DATA_TYPE`, `COLUMN_TYPE`, `COLLATION_NAME`,"
+    " `IS_NULLABLE` FROM `information_schema`.`COLUMNS` WHERE `TABLE_SCHEMA` = DATABASE()"
+    " AND `TABLE_NAME` IN (%s, %s) AND `COLLATION_NAME` IS NOT NULL"
+    " ORDER BY `TABLE_NAME`, `ORDINAL_POSITION`"
+)
+
+
+# When the last return was stored, read along the jid index, not by a table scan.
+_SELECT_LAST_STORED = (
+    "SELECT MAX(`alter_time`) FROM"
+    " (SELECT `alter_time` FROM `salt_returns` ORDER BY `jid` DESC LIMIT 100) AS `newest`"
+)
+
+
+# Migrating a database made from the mysql returner's documented schema (MySQL only).
+_ADD_UNIQUE_KEY = "ALTER TABLE `salt_returns` ADD UNIQUE KEY `jid_id` (`jid`, `id`)"
+# Duplicates are the same (jid, id) byte for byte, whatever the collation of the day.
+_DUPLICATE_GROUPS = (
+    "FROM `salt_returns` GROUP BY CAST(`jid` AS BINARY), CAST(`id` AS BINARY) HAVING COUNT(*) > 1"
+)
+_COUNT_DUPLICATES = (
+    "SELECT COUNT(*), COALESCE(SUM(`copies`), 0) FROM"
+    " (SELECT COUNT(*) AS `copies` " + _DUPLICATE_GROUPS + ") AS `duplicated`"
+)
+# The (jid, id) pairs stored more than once, numbered, in a temporary table
+# of this connection: then the copies go a batch of pairs per transaction.
+_DROP_DUPLICATES_TABLE = "DROP TEMPORARY TABLE IF EXISTS `eventstore_duplicates`"
+_CREATE_DUPLICATES_TABLE = (
+    "CREATE TEMPORARY TABLE `eventstore_duplicates` ("
+    "`n` BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
+    " `jid` varchar(255) NOT NULL, `id` varchar(255) NOT NULL"
+    ") DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+)
+_FIND_DUPLICATES = (
+    "INSERT INTO `eventstore_duplicates` (`jid`, `id`) SELECT MIN(`jid`), MIN(`id`) "
+    + _DUPLICATE_GROUPS
+)
+_DUPLICATES_JOIN = (
+    " FROM `eventstore_duplicates` AS `d` JOIN `salt_returns` AS `r`"
+    " ON `r`.`jid` = `d`.`jid` AND `r`.`id` = `d`.`id` WHERE `d`.`n` > %s AND `d`.`n` <= %s"
+)
+_SELECT_DUPLICATES = (
+    "SELECT `r`.`fun`, `r`.`jid`, `r`.`return`, `r`.`id`, `r`.`success`, `r`.`full_ret`,"
+    " `r`.`alter_time`" + _DUPLICATES_JOIN + " FOR UPDATE"
+)
+_DELETE_DUPLICATES = "DELETE `r`" + _DUPLICATES_JOIN
+_REINSERT_RETURN = (
+    "INSERT INTO `salt_returns` (`fun`, `jid`, `return`, `id`, `success`, `full_ret`,"
+    " `alter_time`) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+)
 
 
 class _Store:
@@ -675,6 +860,15 @@ class _Store:
     def describe(self):
         raise NotImplementedError
 
+    def server_version(self):
+        raise NotImplementedError
+
+    def schema(self):
+        """
+        The :py:class:`Schema` of ``jids`` and ``salt_returns`` as the database has them.
+        """
+        raise NotImplementedError
+
 
 class _MySQLStore(_Store):
     dialect = "mysql"
@@ -710,6 +904,25 @@ class _MySQLStore(_Store):
     def describe(self):
         opts = self.config.mysql
         return f"mysql://{opts['user']}@{opts['host']}:{opts['port']}/{opts['db']}"
+
+    def server_version(self):
+        return self.select("SELECT VERSION()", ())[0][0]
+
+    def schema(self):
+        tables = dict(self.select(_MYSQL_TABLES_INFO, TABLES))
+        unique = {}
+        for table, index, column in self.select(_MYSQL_UNIQUE_KEYS, TABLES):
+            unique.setdefault(table, {}).setdefault(index, []).append(column)
+        columns = {}
+        for table, *column in self.select(_MYSQL_TEXT_COLUMNS, TABLES):
+            columns.setdefault(table, []).append(
+                TextColumn(*column[:4], nullable=column[4] == "YES")
+            )
+        return Schema(
+            tables,
+            {table: {tuple(key) for key in keys.values()} for table, keys in unique.items()},
+            columns,
+        )
 
 
 class _SQLiteStore(_Store):
@@ -751,6 +964,25 @@ class _SQLiteStore(_Store):
 
     def describe(self):
         return f"sqlite://{self.config.sqlite_path}"
+
+    def server_version(self):
+        return "SQLite " + self.select("SELECT sqlite_version()", ())[0][0]
+
+    def schema(self):
+        def work(cur):
+            cur.execute("SELECT `name` FROM `sqlite_master` WHERE `type` = 'table'")
+            tables = {name: None for (name,) in cur.fetchall() if name in TABLES}
+            unique = {}
+            for table in tables:
+                cur.execute(f"PRAGMA index_list(`{table}`)")
+                for _, index, is_unique, *_ in cur.fetchall():
+                    if is_unique:
+                        cur.execute(f"PRAGMA index_info(`{index}`)")
+                        key = tuple(name for _, _, name in sorted(cur.fetchall()))
+                        unique.setdefault(table, set()).add(key)
+            return Schema(tables, unique, {})
+
+        return self.run(work)
 
 
 _STORES = {"mysql": _MySQLStore, "sqlite": _SQLiteStore}
@@ -860,11 +1092,31 @@ def store(tag, data):
         return "failed"
 
 
+def _failed(message):
+    """
+    What a runner function returns when it fails: ``{"Error": message,
+    "retcode": 1}``.  The ``retcode`` key is what ``salt-run`` exits with
+    (Salt 3006+; ``__context__["retcode"]`` alone only marks the job
+    unsuccessful, for salt-api, orchestration and the job cache, so both).
+    """
+    __context__["retcode"] = 1
+    return {"Error": message, "retcode": 1}
+
+
+def _invalid(exc):
+    return _failed(f"Invalid input: {exc}")
+
+
 def init():
     """
     Create the ``jids`` and ``salt_returns`` tables if they are missing, on the
     configured backend.  Safe to run again.  The database user needs the
     CREATE and INDEX privileges for this one step only.
+
+    Tables that exist already are left as they are; when they differ from
+    eventstore's layout (a database made from the mysql returner's documented
+    schema is utf8 and lets a return be stored twice), it says how, and
+    ``eventstore.migrate`` upgrades them.
 
     CLI Example:
 
@@ -875,25 +1127,102 @@ def init():
     store_ = _store()
     try:
         store_.create_tables()
+        differences = _schema_differences(store_.schema())
     except Exception as exc:  # pylint: disable=broad-except
-        __context__["retcode"] = 1
-        return f"Could not create the tables in {store_.describe()}: {exc}"
+        return _failed(f"Could not create the tables in {store_.describe()}: {exc}")
+    if differences:
+        return "\n".join(
+            [
+                f"Tables jids and salt_returns exist in {store_.describe()}"
+                " but differ from eventstore's layout:",
+                *(f"- {difference}" for difference in differences),
+                "salt-run eventstore.migrate test=True shows how to upgrade them.",
+            ]
+        )
     return f"Tables jids and salt_returns are ready in {store_.describe()}"
+
+
+#: The keys of eventstore.status's report.  The store path's spool and
+#: dead-letter sizes are to be added here (and filled in status()) with the
+#: outage/spooling work.
+STATUS_KEYS = (
+    "healthy",
+    "retcode",
+    "backend",
+    "database",
+    "server_version",
+    "schema",
+    "rows",
+    "last_return",
+    "problems",
+)
+
+
+def status():
+    """
+    Whether the store is healthy, for admins and for monitoring: the backend
+    and its server's version, whether the tables match eventstore's layout
+    (``schema``: ``ok`` or what differs), how many rows each table holds,
+    and when the last return was stored (``last_return``, UTC: the newest
+    ``alter_time`` among the newest jobs' returns, read along the jid index).
+
+    Unhealthy (``healthy: False``, the reasons under ``problems``, and
+    ``retcode: 1``, which ``salt-run`` exits with): the database cannot be
+    reached, or a table is missing.  A layout that differs is reported, not unhealthy:
+    returns are still stored (``eventstore.migrate`` upgrades it).
+
+    The row counts are exact: on tables of many millions of rows they take
+    a few seconds.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run eventstore.status
+        salt-run eventstore.status --out=json
+    """
+    store_ = _store()
+    report = dict.fromkeys(STATUS_KEYS)
+    problems = report["problems"] = []
+    report.update(backend=store_.dialect, database=store_.describe())
+    try:
+        report["server_version"] = store_.server_version()
+    except Exception as exc:  # pylint: disable=broad-except
+        problems.append(f"cannot connect: {exc}")
+    else:
+        try:
+            schema = store_.schema()
+            problems.extend(
+                f"table {table} is missing: salt-run eventstore.init makes it"
+                for table in _missing_tables(schema)
+            )
+            differences = _schema_differences(schema)
+            report["schema"] = (
+                [*differences, "salt-run eventstore.migrate test=True shows the upgrade"]
+                if differences
+                else "ok"
+            )
+            report["rows"] = {
+                table: store_.select(f"SELECT COUNT(*) FROM `{table}`", ())[0][0]
+                for table in TABLES
+                if table in schema.tables
+            }
+            if "salt_returns" in schema.tables:
+                (last,) = store_.select(_SELECT_LAST_STORED, ())[0]
+                report["last_return"] = None if last is None else str(last)
+        except Exception as exc:  # pylint: disable=broad-except
+            problems.append(f"cannot read the tables: {exc}")
+    report["healthy"] = not problems
+    report["retcode"] = 0 if report["healthy"] else 1  # what salt-run exits with: see _failed()
+    if problems:
+        __context__["retcode"] = 1
+    return report
 
 
 def _truthy(value):
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "y", "on")
     return bool(value)
-
-
-def _invalid(exc):
-    """
-    What a runner function returns for bad input: the reason, with a non-zero
-    exit code for ``salt-run``.
-    """
-    __context__["retcode"] = 1
-    return f"Invalid input: {exc}"
 
 
 def _where(conditions):
@@ -1263,9 +1592,145 @@ def prune(days=None, hours=None, before=None, archive=False, dry_run=False, batc
                 store_, table, scan_end, extra, extra_params, batch_size, archive
             )
     except Exception as exc:  # pylint: disable=broad-except
-        __context__["retcode"] = 1
-        return (
+        return _failed(
             f"Could not prune {store_.describe()}: {exc}"
             " (batches done before the error stay done; run it again)"
         )
     return result
+
+
+def _remove_duplicate_returns(store_, batch_size):
+    """
+    Keep one row of each (jid, id) in ``salt_returns`` (:py:func:`_first_return`),
+    ``batch_size`` pairs per transaction; returns how many rows it removed.
+    MySQL only.
+    """
+
+    def find(cur):
+        cur.execute(_DROP_DUPLICATES_TABLE)
+        cur.execute(_CREATE_DUPLICATES_TABLE)
+        cur.execute(_FIND_DUPLICATES)
+        cur.execute("SELECT COALESCE(MAX(`n`), 0) FROM `eventstore_duplicates`")
+        return cur.fetchone()[0]
+
+    def dedupe(cur, bounds):
+        cur.execute(_SELECT_DUPLICATES, bounds)
+        copies = {}
+        for row in map(StoredReturn._make, cur.fetchall()):
+            copies.setdefault((row.jid, row.id), []).append(row)
+        cur.execute(_DELETE_DUPLICATES, bounds)
+        deleted = cur.rowcount
+        cur.executemany(_REINSERT_RETURN, [tuple(_first_return(rows)) for rows in copies.values()])
+        return deleted - len(copies)
+
+    last, removed = store_.run(find), 0
+    try:
+        for low in range(0, last, batch_size):
+            removed += store_.run(lambda cur, low=low: dedupe(cur, (low, low + batch_size)))
+    finally:
+        store_.run(lambda cur: cur.execute(_DROP_DUPLICATES_TABLE))
+    return removed
+
+
+def _add_unique_key(store_, batch_size, attempts=3):
+    """
+    Remove the duplicate returns, then add the unique key on (jid, id); when
+    the reactor stored a duplicate in between, do both again.  Returns how
+    many rows it removed.
+    """
+    removed = 0
+    for attempt in range(1, attempts + 1):
+        removed += _remove_duplicate_returns(store_, batch_size)
+        try:
+            store_.run(lambda cur: cur.execute(_ADD_UNIQUE_KEY))
+            return removed
+        except pymysql.IntegrityError:
+            if attempt == attempts:
+                raise
+    return removed
+
+
+def migrate(test=False, batch_size=1000):
+    """
+    Upgrade a MySQL database made from Salt's documented mysql returner
+    schema to eventstore's layout, which the same readers read:
+
+    1. convert ``jids`` and ``salt_returns`` to utf8mb4 with the
+       ``utf8mb4_bin`` collation (``ALTER TABLE ... CONVERT TO CHARACTER SET``,
+       keeping the returner's column types), so 4-byte characters can be
+       stored and minion ids differing in case stay apart;
+    2. remove duplicate returns (the same jid and minion stored more than
+       once, saltstack/salt#22171 and #62834), keeping the first of each: the
+       oldest ``alter_time``, then the lowest ``full_ret``;
+    3. add the unique key on ``salt_returns (jid, id)``, so each return is
+       stored once from then on.
+
+    Each ALTER TABLE copies its table and blocks writes to it meanwhile: on a
+    big database, run it when little is stored, after ``eventstore.prune``.
+    The returns the reactor cannot store meanwhile are logged as failed.  The
+    database user needs ALTER, CREATE TEMPORARY TABLES, INDEX, SELECT, INSERT
+    and DELETE for this.  On SQLite there is nothing to migrate.
+
+    test : False
+        ``True`` shows what it would do, and how many duplicates it would
+        remove, and changes nothing.
+
+    batch_size : 1000
+        (jid, id) pairs whose duplicates go per transaction.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run eventstore.migrate test=True
+        salt-run eventstore.migrate
+    """
+    store_ = _store()
+    if store_.dialect != "mysql":
+        return (
+            f"Nothing to migrate in {store_.describe()}: eventstore makes its SQLite tables itself"
+        )
+    test = _truthy(test)
+    try:
+        batch_size = _positive_int(batch_size, "batch_size")
+    except ValueError as exc:
+        return _invalid(exc)
+    report = {"database": store_.describe(), "steps": []}
+    try:
+        schema = store_.schema()
+        missing = _missing_tables(schema)
+        if missing:
+            raise ValueError(
+                f"table {', '.join(missing)} missing: salt-run eventstore.init makes it"
+            )
+        if UNIQUE_KEYS["jids"] not in schema.unique_keys.get("jids", set()):
+            raise ValueError("jids has no unique key on (jid), unlike the mysql returner's schema")
+        plan = _migration_plan(schema)
+        if not plan:
+            report["result"] = "Nothing to do: the tables have eventstore's layout"
+            return report
+        for statement in plan:
+            if statement == _ADD_UNIQUE_KEY:
+                ((pairs, copies),) = store_.select(_COUNT_DUPLICATES, ())
+                removed = int(copies) - pairs
+                if not test:
+                    removed = _add_unique_key(store_, batch_size)
+                report["steps"].append(
+                    f"remove {removed} duplicate returns of {pairs} (jid, id) pairs, keeping"
+                    " the first stored of each (oldest alter_time, then lowest full_ret)"
+                )
+            elif not test:
+                store_.run(lambda cur, statement=statement: cur.execute(statement))
+            report["steps"].append(statement)
+        if test:
+            report["result"] = "Would upgrade (test=True: nothing was changed)"
+            return report
+        left = _schema_differences(store_.schema())
+        if left:
+            raise ValueError("the tables still differ: " + "; ".join(left))
+        report["result"] = "Upgraded: the tables have eventstore's layout"
+    except Exception as exc:  # pylint: disable=broad-except
+        # The retcode key is what salt-run exits with: see _failed().
+        __context__["retcode"] = report["retcode"] = 1
+        report["result"] = f"Failed: {exc}"
+    return report

@@ -34,8 +34,9 @@ def test_query_with_a_jid_applies_the_minion_filter(es):
 
 
 def test_query_refuses_failed_together_with_success(es):
-    assert "exclude each other" in es.query(failed=True, success=True)
-    assert es.__context__["retcode"] == 1
+    refused = es.query(failed=True, success=True)
+    assert "exclude each other" in refused["Error"]
+    assert refused["retcode"] == es.__context__["retcode"] == 1
 
 
 def test_query_full_with_a_jid_gives_the_whole_return_data(es):
@@ -78,4 +79,4 @@ def test_query_missing_without_a_stored_load_gives_the_returns(es):
 
 
 def test_query_missing_needs_a_jid(es):
-    assert "missing=True needs a jid" in es.query(missing=True)
+    assert "missing=True needs a jid" in es.query(missing=True)["Error"]

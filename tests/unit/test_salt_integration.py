@@ -47,8 +47,10 @@ def test_salt_loads_exactly_the_documented_functions(runners):
     assert {n for n in runners if n.startswith("eventstore.")} == {
         "eventstore.init",
         "eventstore.jobs",
+        "eventstore.migrate",
         "eventstore.prune",
         "eventstore.query",
+        "eventstore.status",
         "eventstore.store",
     }
 
