@@ -65,6 +65,15 @@ Everything else sits under one ``eventstore`` key; all of it is optional:
 
 The configuration is read once per loaded module, not per stored return: after
 a change, restart the master (the reactor keeps its loaded runners).
+
+Operations
+----------
+
+``eventstore.jobs`` and ``eventstore.query`` find jobs and returns,
+``eventstore.prune`` keeps the tables from growing forever (run it from the
+master's ``schedule``), ``eventstore.status`` tells monitoring whether the
+store is healthy, and ``eventstore.migrate`` upgrades a database made from the
+mysql returner's documented schema.  ``salt-run -d eventstore`` prints each.
 """
 
 import datetime

@@ -50,6 +50,14 @@ def master(salt_factories, mysql_server, e2e_database, e2e_user):
         "mysql.user": e2e_user[0],
         "mysql.pass": e2e_user[1],
         "mysql.db": e2e_database,
+        # API users allowed parts of the runner only (test_operations.py),
+        # as docs/operations.md shows; "auto" lets any password in.
+        "external_auth": {
+            "auto": {
+                "ops": [{"@runner": ["eventstore\\.status", "eventstore\\.jobs"]}],
+                "webteam": [{"@runner": [{"eventstore\\.query": {"kwargs": {"minion": "web"}}}]}],
+            }
+        },
     }
     factory = salt_factories.salt_master_daemon("es-master", overrides=overrides)
     with factory.started():

@@ -8,6 +8,9 @@ import json
 import pathlib
 
 import pytest
+import salt.config
+import salt.exceptions
+import salt.runner
 from conftest import REACTOR, Reactions, run_job
 from runnerlib import REPO
 
@@ -89,3 +92,31 @@ def test_no_password_in_log_events_or_returns_after_a_failed_connection(
     assert WRONG_PASSWORD not in log  # ...without the password
     assert WRONG_PASSWORD not in status.stdout
     assert WRONG_PASSWORD not in events_text(event_listener, broken_master, reactions.since)
+
+
+def call_as(master, user, fun, **kwargs):
+    """A runner call through the master's eauth, as salt-api makes it."""
+    low = {"fun": fun, "kwarg": kwargs, "eauth": "auto", "username": user, "password": "x"}
+    with salt.runner.RunnerClient(salt.config.client_config(master.config_file)) as runner:
+        return runner.cmd_sync(low, timeout=60)
+
+
+def test_an_api_user_allowed_status_gets_it(master):
+    assert call_as(master, "ops", "eventstore.status")["healthy"] is True
+
+
+def test_an_api_user_allowed_status_cannot_read_returns(master):
+    with pytest.raises(salt.exceptions.EauthAuthenticationError):
+        call_as(master, "ops", "eventstore.query", jid="20261126120000000000")
+
+
+def test_an_api_user_allowed_web_minions_reads_their_returns_only(
+    master, client, minion, reactions
+):
+    jid, _ = run_job(client, minion, "test.echo", ["for es-minion only"])
+    reactions.result(f"salt/job/{jid}/ret/{minion.id}")
+    assert call_as(master, "webteam", "eventstore.query", jid=jid, minion="web*") == {}
+    with pytest.raises(salt.exceptions.EauthAuthenticationError):
+        call_as(master, "webteam", "eventstore.query", jid=jid)
+    with pytest.raises(salt.exceptions.EauthAuthenticationError):
+        call_as(master, "webteam", "eventstore.query", jid=jid, minion=minion.id)

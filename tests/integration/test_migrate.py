@@ -7,30 +7,7 @@ returns, the unique key on (jid, id)) and keeps every distinct return.
 import json
 
 import pytest
-from runnerlib import JID, load_runner, ret_event
-
-# The mysql returner's documented schema (saltext-mysql's returners/mysql.py,
-# Salt's salt/returners/mysql.py before it), in a utf8 database as documented.
-RETURNER_DDL = (
-    """CREATE TABLE `jids` (
-  `jid` varchar(255) NOT NULL,
-  `load` mediumtext NOT NULL,
-  UNIQUE KEY `jid` (`jid`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8""",
-    """CREATE TABLE `salt_returns` (
-  `fun` varchar(50) NOT NULL,
-  `jid` varchar(255) NOT NULL,
-  `return` mediumtext NOT NULL,
-  `id` varchar(255) NOT NULL,
-  `success` varchar(10) NOT NULL,
-  `full_ret` mediumtext NOT NULL,
-  `alter_time` TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-  KEY `id` (`id`),
-  KEY `jid` (`jid`),
-  KEY `fun` (`fun`)
-) ENGINE=InnoDB DEFAULT CHARSET=utf8""",
-)
-
+from runnerlib import JID, RETURNER_DDL, load_runner, ret_event
 
 @pytest.fixture
 def db(mysql_server, mysql_database):
