@@ -11,8 +11,7 @@ import pytest
 import salt.config
 import salt.exceptions
 import salt.runner
-from conftest import REACTOR, Reactions, run_job
-from runnerlib import REPO
+from conftest import Reactions, mysql_master_config, run_job
 
 WRONG_PASSWORD = "not-the-e2e-password-4711"
 
@@ -31,15 +30,7 @@ def events_text(event_listener, master, since):
 @pytest.fixture(scope="module")
 def broken_master(salt_factories, mysql_server, e2e_database, e2e_user):
     """A master whose database password is wrong: every connection fails."""
-    overrides = {
-        "reactor": REACTOR,
-        "runner_dirs": [str(REPO / "_runners")],
-        "mysql.host": mysql_server.host,
-        "mysql.port": int(mysql_server.port),
-        "mysql.user": e2e_user[0],
-        "mysql.pass": WRONG_PASSWORD,
-        "mysql.db": e2e_database,
-    }
+    overrides = mysql_master_config(mysql_server, e2e_database, e2e_user[0], WRONG_PASSWORD)
     factory = salt_factories.salt_master_daemon("es-broken-master", overrides=overrides)
     with factory.started():
         yield factory
