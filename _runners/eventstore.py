@@ -62,9 +62,37 @@ Everything else sits under one ``eventstore`` key; all of it is optional:
       ignore_funs:            # shell globs of functions whose returns are not stored
         - saltutil.find_job   # always ignored, listed here or not
         - test.ping
+      verify_returns: True    # default: True when master_job_cache is local_cache
+      job_cache_wait: 5       # seconds to wait for the master to write its job cache
+      spool_dir: /var/cache/salt/master/eventstore_spool
 
 The configuration is read once per loaded module, not per stored return: after
 a change, restart the master (the reactor keeps its loaded runners).
+
+What it guarantees
+------------------
+
+- **One row per (jid, minion)** and per jid, however often an event arrives
+  (a unique key; the first copy wins).
+- **Verified returns.**  Any minion can fire an event tagged as another
+  minion's return.  With ``verify_returns`` (the default with the default
+  ``local_cache`` job cache) a return is stored only when the master's own job
+  cache holds it, and it is the job cache's copy that is stored; a forgery is
+  refused and logged with its tag.  Turn it off only for a master whose job
+  cache is not ``local_cache``: then every return event on the bus is believed.
+- **Whole returns.**  The event bus cuts values of events over
+  ``max_event_size`` to ``VALUE_TRIMMED``; the job cache keeps them whole, and
+  that copy is stored.
+- **Nothing lost while the database is down.**  A row that cannot be written
+  is written to ``spool_dir`` (fsynced), one warning is logged per outage, and
+  the database is not tried again for a growing pause (1 s to 30 s), so a dead
+  server does not hold reactor threads.  The spool is written back by the next
+  successful store, 100 rows at a time, and by :py:func:`replay`.
+- **Nothing stored wrong.**  A row the database refuses as such (too big for
+  its column: ``mediumtext`` holds 16 MiB) is kept in the
+  ``eventstore_dead_letters`` table with the reason; :py:func:`query` shows it.
+- Returns the reactor never saw (master down, reactor queue full) are copied
+  from the job cache by :py:func:`backfill`.
 
 Operations
 ----------
@@ -80,10 +108,17 @@ import datetime
 import fnmatch
 import json
 import logging
+import math
 import os
 import re
 import threading
+import time
+import uuid
 from collections import namedtuple
+
+import salt.loader
+import salt.payload
+import salt.utils.jid
 
 try:
     import pymysql
@@ -93,8 +128,6 @@ except ImportError:
     HAS_PYMYSQL = False
 
 import sqlite3
-
-import salt.utils.jid
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +150,28 @@ MYSQL_DEFAULTS = {
     "ssl_key": None,
 }
 
+#: What ``mediumtext`` holds, in bytes.
+TEXT_BYTES = 16 * 1024 * 1024 - 1
+
+#: Rows written back from the spool per successful store.
+REPLAY_BATCH = 100
+
 JID_PATTERN = re.compile(r"\d{20}(?:_[0-9A-Za-z]+)?")
+
+#: What the event bus puts in place of a value of an event over max_event_size.
+TRIMMED = "VALUE_TRIMMED"
 
 ReturnRow = namedtuple("ReturnRow", "fun jid ret id success full_ret")
 LoadRow = namedtuple("LoadRow", "jid load")
+DeadLetter = namedtuple("DeadLetter", "jid id fun reason data")
+
+#: Each row type's table and columns, in the order of its fields.
+TABLES = {
+    ReturnRow: ("salt_returns", ("fun", "jid", "return", "id", "success", "full_ret")),
+    LoadRow: ("jids", ("jid", "load")),
+    DeadLetter: ("eventstore_dead_letters", ("jid", "id", "fun", "reason", "data")),
+}
+ROW_TYPES = {table: row_type for row_type, (table, _) in TABLES.items()}
 
 
 class Refused(ValueError):
@@ -134,7 +185,9 @@ class Refused(ValueError):
 # Configuration: read once, from the master config.
 # ---------------------------------------------------------------------------
 
-Config = namedtuple("Config", "backend mysql sqlite_path ignore_funs")
+Config = namedtuple(
+    "Config", "backend mysql sqlite_path ignore_funs verify_returns job_cache_wait spool_dir"
+)
 
 
 def _resolve_config(opts):
@@ -159,13 +212,24 @@ def _resolve_config(opts):
     backend = own.get("backend") or ("mysql" if given else "sqlite")
     if backend not in ("mysql", "sqlite"):
         raise ValueError(f"eventstore: backend must be mysql or sqlite, not {backend!r}")
-    sqlite_path = own.get("sqlite_path") or os.path.join(
-        opts.get("cachedir", "/var/cache/salt/master"), "eventstore.sqlite3"
-    )
+    cachedir = opts.get("cachedir", "/var/cache/salt/master")
     ignore = tuple(ALWAYS_IGNORED) + tuple(
         glob for glob in own.get("ignore_funs") or () if glob not in ALWAYS_IGNORED
     )
-    return Config(backend, mysql, sqlite_path, ignore)
+    # Only local_cache can be asked cheaply for one minion's return of one job.
+    job_cache_readable = bool(
+        opts.get("job_cache", True) and opts.get("master_job_cache", "local_cache") == "local_cache"
+    )
+    verify = own.get("verify_returns")
+    return Config(
+        backend=backend,
+        mysql=mysql,
+        sqlite_path=own.get("sqlite_path") or os.path.join(cachedir, "eventstore.sqlite3"),
+        ignore_funs=ignore,
+        verify_returns=job_cache_readable if verify is None else bool(verify),
+        job_cache_wait=float(own.get("job_cache_wait", 5)),
+        spool_dir=own.get("spool_dir") or os.path.join(cachedir, "eventstore_spool"),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -180,26 +244,48 @@ def _parse_tag(tag):
     """
     if not isinstance(tag, str) or not tag.startswith("salt/job/"):
         return None
-    parts = tag.split("/", 4)
-    if len(parts) == 4 and parts[3] == "new":
-        return ("new", parts[2], None)
-    if len(parts) == 5 and parts[3] == "ret":
-        return ("ret", parts[2], parts[4])
+    rest = tag[len("salt/job/") :]
+    if rest.endswith("/new"):
+        return ("new", rest[: -len("/new")], None)
+    # From the right: a forged jid may hold slashes, a minion id may not.
+    jid, ret, minion = rest.rpartition("/ret/")
+    if ret:
+        return ("ret", jid, minion)
     return None
 
 
 def _to_json(obj):
     """
     JSON as the mysql returner writes it (``salt.utils.json.dumps``: UTF-8, not
-    ASCII escapes), except that text which cannot be encoded as UTF-8 (lone
-    surrogates) is written with ASCII escapes instead of failing: kept, not lost.
+    ASCII escapes), but always valid JSON that the database can hold: text that
+    cannot be encoded as UTF-8 (lone surrogates) is written with ASCII escapes,
+    and NaN and infinities, which JSON lacks, as the strings ``"NaN"``,
+    ``"Infinity"``, ``"-Infinity"``.  Raises :py:class:`Refused` for data
+    nested too deeply to write.
     """
-    text = json.dumps(obj, ensure_ascii=False, default=_json_default)
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = json.dumps(obj, ensure_ascii=True, default=_json_default)
+        try:
+            text = json.dumps(obj, ensure_ascii=False, allow_nan=False, default=_json_default)
+        except ValueError:
+            obj = _finite(obj)
+            text = json.dumps(obj, ensure_ascii=False, allow_nan=False, default=_json_default)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            text = json.dumps(obj, ensure_ascii=True, allow_nan=False, default=_json_default)
+    except RecursionError:
+        raise Refused("the data is nested too deeply to store") from None
     return text
+
+
+def _finite(obj):
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return "NaN" if math.isnan(obj) else ("Infinity" if obj > 0 else "-Infinity")
+    if isinstance(obj, dict):
+        return {key: _finite(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(value) for value in obj]
+    return obj
 
 
 def _json_default(obj):
@@ -218,11 +304,45 @@ def _is_ignored(fun, ignore_funs):
     return any(fnmatch.fnmatchcase(fun, glob) for glob in ignore_funs)
 
 
+def _check_minion_id(minion):
+    # Salt's own rules for a minion id (salt.utils.verify.valid_id), and what a
+    # varchar(255) utf8mb4 column can hold.
+    valid = (
+        0 < len(minion) <= 255
+        and minion not in (".", "..")
+        and minion.isprintable()
+        and not any(char in minion for char in "/\\")
+    )
+    try:
+        minion.encode("utf-8")
+    except UnicodeEncodeError:
+        valid = False
+    if not valid:
+        raise Refused(f"{minion[:80]!r} is not a minion id")
+
+
+def _fun_name(fun):
+    # A compound job (salt '*' test.ping,test.version) returns a list of functions.
+    if isinstance(fun, (list, tuple)) and fun and all(isinstance(f, str) for f in fun):
+        return ",".join(fun)
+    if isinstance(fun, str) and fun:
+        return fun
+    raise Refused("the event has no function name")
+
+
 def _check_jid(tag_jid, data):
-    if not JID_PATTERN.fullmatch(tag_jid):
-        raise Refused(f"the tag's jid {tag_jid!r} is not a job id")
+    if len(tag_jid) > 255 or not JID_PATTERN.fullmatch(tag_jid):
+        raise Refused(f"the tag's jid {tag_jid[:80]!r} is not a job id")
     if "jid" in data and str(data["jid"]) != tag_jid:
         raise Refused(f"data.jid {str(data['jid'])[:40]!r} disagrees with the tag")
+
+
+def _unwrap(data):
+    if not isinstance(data, dict):
+        raise Refused("the event data is not a mapping")
+    if "return" not in data and isinstance(data.get("data"), dict):
+        return data["data"]  # older paths nest the return load one level down
+    return data
 
 
 def _return_row(jid, minion, data, ignore_funs=ALWAYS_IGNORED):
@@ -231,18 +351,14 @@ def _return_row(jid, minion, data, ignore_funs=ALWAYS_IGNORED):
     the mysql returner would write it, or ``None`` when its function is ignored.
     Raises :py:class:`Refused` for an event that cannot be a minion's return.
     """
-    if not isinstance(data, dict):
-        raise Refused("the event data is not a mapping")
-    if "return" not in data and isinstance(data.get("data"), dict):
-        data = data["data"]  # older paths nest the return load one level down
+    data = _unwrap(data)
     _check_jid(jid, data)
-    if not minion or data.get("id") != minion:
+    _check_minion_id(minion)
+    if data.get("id") != minion:
         raise Refused(f"data.id {str(data.get('id'))[:80]!r} disagrees with the tag")
     if "return" not in data:
         raise Refused("the event has no return")
-    fun = data.get("fun")
-    if not isinstance(fun, str) or not fun:
-        raise Refused("the event has no function name")
+    fun = _fun_name(data.get("fun"))
     if _is_ignored(fun, ignore_funs):
         return None
     return ReturnRow(
@@ -265,9 +381,63 @@ def _load_row(jid, data):
     if not isinstance(data, dict):
         raise Refused("the event data is not a mapping")
     _check_jid(jid, data)
-    if not isinstance(data.get("fun"), str):
-        raise Refused("the job load has no function name")
+    _fun_name(data.get("fun"))
     return LoadRow(jid=jid, load=_to_json(data))
+
+
+def _is_trimmed(data):
+    """
+    True when the event bus cut a value of this return (``max_event_size``).
+    """
+    ret = data.get("return")
+    if ret == TRIMMED:
+        return True
+    return isinstance(ret, dict) and any(value == TRIMMED for value in ret.values())
+
+
+def _with_job_cache(data, cached_ret, cached_load):
+    """
+    The return event ``data`` with what the master's job cache holds for it:
+    its return, retcode, success and outputter replace the event's.  Raises
+    :py:class:`Refused` when the event names another function than the job.
+    """
+    job_fun = (cached_load or {}).get("fun")
+    if job_fun is not None and job_fun != data.get("fun"):
+        raise Refused(f"the event's function disagrees with the job's ({str(job_fun)[:50]})")
+    merged = {key: value for key, value in data.items() if key not in ("return", "retcode", "success", "out")}
+    merged.update(cached_ret)
+    return merged
+
+
+def _oversize(row):
+    """
+    Why ``row`` cannot go into its table as it is (a value bigger than
+    ``mediumtext``), or ``None``.
+    """
+    if isinstance(row, DeadLetter):
+        return None  # longtext
+    for name, value in zip(row._fields, row):
+        if isinstance(value, str) and not _fits(value, TEXT_BYTES):
+            size = len(value.encode("utf-8"))
+            return f"{name} is {size} bytes, more than a mediumtext column holds"
+    return None
+
+
+def _fits(text, limit):
+    # Counting bytes means encoding: only when the text may be near the limit.
+    return len(text) * 4 <= limit or len(text.encode("utf-8")) <= limit
+
+
+def _dead_letter(row, reason):
+    """
+    The ``eventstore_dead_letters`` row that keeps ``row`` whole, with why it
+    could not be stored.
+    """
+    if isinstance(row, DeadLetter):
+        return row
+    if isinstance(row, ReturnRow):
+        return DeadLetter(row.jid, row.id, row.fun, reason[:1000], row.full_ret)
+    return DeadLetter(row.jid, "", "", reason[:1000], row.load)
 
 
 def _glob_to_like(glob):
@@ -286,6 +456,64 @@ def _glob_to_like(glob):
         else:
             out.append(char)
     return "".join(out)
+
+
+# ---------------------------------------------------------------------------
+# The master's job cache (local_cache): the ground truth a return is checked
+# against, and where the whole of a trimmed return is found.
+# ---------------------------------------------------------------------------
+
+
+class _JobCache:
+    """
+    Reads one minion's return of one job straight from local_cache's files
+    (``<cachedir>/jobs/<hash>/<minion>/return.p``): asking the returner API
+    (``local_cache.get_jid``) would read every minion's return for each one.
+    """
+
+    def __init__(self, opts):
+        self.job_dir = os.path.join(opts.get("cachedir", "/var/cache/salt/master"), "jobs")
+        self.hash_type = opts.get("hash_type", "sha256")
+
+    def _read(self, *parts):
+        path = os.path.join(salt.utils.jid.jid_dir(parts[0], self.job_dir, self.hash_type), *parts[1:])
+        try:
+            with open(path, "rb") as handle:
+                return salt.payload.load(handle)
+        except FileNotFoundError:
+            return None
+
+    def ret(self, jid, minion):
+        ret = self._read(jid, minion, "return.p")
+        if ret is None:
+            return None
+        out = self._read(jid, minion, "out.p")
+        if out is not None:
+            ret["out"] = out
+        return ret
+
+    def load(self, jid):
+        load = self._read(jid, ".load.p")
+        if load is not None and "minions" not in load:
+            minions = self._read(jid, ".minions.p")
+            if minions is not None:
+                load["minions"] = sorted(minions)
+        return load
+
+
+def _wait_for(read, timeout):
+    """
+    ``read()`` until it gives something other than ``None`` or ``timeout``
+    seconds pass: the master writes its job cache just after it fires the event.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while True:
+        found = read()
+        if found is not None or time.monotonic() >= deadline:
+            return found
+        time.sleep(pause)
+        pause = min(pause * 2, 0.25)
 
 
 # ---------------------------------------------------------------------------
@@ -487,7 +715,9 @@ def _prune_cutoff(days=None, hours=None, before=None, now=None):
 # The schema: what a database holds, against what eventstore makes.  Pure.
 # ---------------------------------------------------------------------------
 
-TABLES = ("jids", "salt_returns")
+RETURNER_TABLES = ("jids", "salt_returns")
+#: What storing needs: the returner's tables and eventstore's own.
+REQUIRED_TABLES = (*RETURNER_TABLES, "eventstore_dead_letters")
 #: The unique key each table needs: one job load per jid, one return per (jid, minion).
 UNIQUE_KEYS = {"jids": ("jid",), "salt_returns": ("jid", "id")}
 #: MySQL: 4-byte UTF-8, and minion ids compared as they are spelt (web1 is not Web1).
@@ -501,8 +731,8 @@ TextColumn = namedtuple("TextColumn", "name data_type column_type collation null
 StoredReturn = namedtuple("StoredReturn", "fun jid ret id success full_ret alter_time")
 
 
-def _missing_tables(schema):
-    return [table for table in TABLES if table not in schema.tables]
+def _missing_tables(schema, tables=REQUIRED_TABLES):
+    return [table for table in tables if table not in schema.tables]
 
 
 def _collations(schema, table):
@@ -523,7 +753,7 @@ def _schema_differences(schema):
     ``(jid, id)``.
     """
     found = []
-    for table in TABLES:
+    for table in RETURNER_TABLES:
         if table not in schema.tables:
             continue
         key = UNIQUE_KEYS[table]
@@ -596,7 +826,7 @@ def _migration_plan(schema):
     """
     plan = [
         _convert_statement(table, schema.text_columns.get(table, ()))
-        for table in TABLES
+        for table in RETURNER_TABLES
         if _collations(schema, table) - {COLLATION}
     ]
     if UNIQUE_KEYS["salt_returns"] not in schema.unique_keys.get("salt_returns", set()):
@@ -628,6 +858,15 @@ _MYSQL_TABLES = (
   KEY `fun` (`fun`),
   UNIQUE KEY `jid_id` (`jid`, `id`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+    """CREATE TABLE IF NOT EXISTS `eventstore_dead_letters` (
+  `jid` varchar(255) NOT NULL,
+  `id` varchar(255) NOT NULL,
+  `fun` varchar(50) NOT NULL,
+  `reason` varchar(1000) NOT NULL,
+  `data` longtext NOT NULL,
+  `alter_time` TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+  UNIQUE KEY `jid_id` (`jid`, `id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
 )
 
 _SQLITE_TABLES = (
@@ -647,21 +886,32 @@ _SQLITE_TABLES = (
 )""",
     "CREATE INDEX IF NOT EXISTS `salt_returns_id` ON `salt_returns` (`id`)",
     "CREATE INDEX IF NOT EXISTS `salt_returns_fun` ON `salt_returns` (`fun`)",
+    """CREATE TABLE IF NOT EXISTS `eventstore_dead_letters` (
+  `jid` varchar(255) NOT NULL,
+  `id` varchar(255) NOT NULL,
+  `fun` varchar(50) NOT NULL,
+  `reason` varchar(1000) NOT NULL,
+  `data` longtext NOT NULL,
+  `alter_time` TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+  UNIQUE (`jid`, `id`)
+)""",
 )
 
-# One row per (jid, minion): the first copy of a return wins, later ones are
-# no-ops.  Not INSERT IGNORE, which would also turn a too-long value into a
-# silently truncated one.
-_INSERT_RETURN = (
-    "INSERT INTO `salt_returns` (`fun`, `jid`, `return`, `id`, `success`, `full_ret`)"
-    " VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE `jid` = `jid`"
-)
-_INSERT_LOAD = (
-    "INSERT INTO `jids` (`jid`, `load`) VALUES (%s, %s) ON DUPLICATE KEY UPDATE `jid` = `jid`"
-)
-_SELECT_JID = "SELECT `id`, `full_ret` FROM `salt_returns` {where} ORDER BY `id`"
+
+def _insert_sql(table, columns):
+    # One row per unique key: the first copy wins, later ones are no-ops.  Not
+    # INSERT IGNORE, which would also turn a too-long value into a cut one.
+    return (
+        f"INSERT INTO `{table}` ({', '.join(f'`{c}`' for c in columns)})"
+        f" VALUES ({', '.join(['%s'] * len(columns))}) ON DUPLICATE KEY UPDATE `jid` = `jid`"
+    )
+
+
+_INSERT = {table: _insert_sql(table, columns) for table, columns in TABLES.values()}
+_SELECT_JID = "SELECT `id`, `fun`, `full_ret` FROM `salt_returns` {where} ORDER BY `id`"
 _SELECT_LOAD = "SELECT `load` FROM `jids` WHERE `jid` = %s"
 _SELECT_RETURNED = "SELECT DISTINCT `id` FROM `salt_returns` WHERE `jid` = %s"
+_SELECT_DEAD_JID = "SELECT `id`, `reason` FROM `eventstore_dead_letters` WHERE `jid` = %s"
 _SELECT_LATEST = (
     "SELECT `jid`, `id`, `fun`, `success`, `alter_time`, `full_ret` FROM `salt_returns`"
     " {where} ORDER BY `jid` DESC, `id` LIMIT %s"
@@ -701,7 +951,7 @@ _CREATE_LIKE = "CREATE TABLE IF NOT EXISTS `{target}` LIKE `{source}`"
 # MySQL's catalog, for status, init and migrate (SQLite's is read with PRAGMAs).
 _MYSQL_TABLES_INFO = (
     "SELECT `TABLE_NAME`, `TABLE_COLLATION` FROM `information_schema`.`TABLES`"
-    " WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` IN (%s, %s)"
+    " WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` IN (%s, %s, %s)"
 )
 _MYSQL_UNIQUE_KEYS = (
     "SELECT `TABLE_NAME`, `INDEX_NAME`, `COLUMN_NAME` FROM `information_schema`.`STATISTICS`"
@@ -781,6 +1031,13 @@ class _Store:
     def connect(self):
         raise NotImplementedError
 
+    def is_row_error(self, exc):
+        """
+        True when the database refused this row as such (it would refuse it
+        again), False when it could not take any row (down, locked, no table).
+        """
+        raise NotImplementedError
+
     def _connection(self):
         conn = getattr(self._local, "conn", None)
         if conn is None:
@@ -840,22 +1097,21 @@ class _Store:
 
         self.run(work)
 
-    def insert_return(self, row):
+    def insert(self, rows):
         """
-        Insert a return row; True when it is new, False when (jid, id) was stored already.
+        Insert rows of one type in one transaction; how many were new (a row
+        whose key is stored already is left as it is).
         """
-        return self._insert(_INSERT_RETURN, row)
+        table, _ = TABLES[type(rows[0])]
+        statement = self.sql(_INSERT[table])
+        limit = self.max_row_bytes()
+        for row in rows:
+            if not _fits("".join(value for value in row if isinstance(value, str)), limit):
+                raise RowTooBig(f"the row is bigger than {self.describe()} takes in one statement")
 
-    def insert_load(self, row):
-        """
-        Insert a job load; True when it is new, False when the jid was stored already.
-        """
-        return self._insert(_INSERT_LOAD, row)
-
-    def _insert(self, statement, row):
         def work(cur):
-            cur.execute(self.sql(statement), tuple(row))
-            return cur.rowcount == 1
+            cur.executemany(statement, [tuple(row) for row in rows])
+            return cur.rowcount
 
         return self.run(work)
 
@@ -865,6 +1121,12 @@ class _Store:
             return cur.fetchall()
 
         return self.run(work)
+
+    def max_row_bytes(self):
+        """
+        How big a row the database takes in one statement.
+        """
+        return 1_000_000_000  # SQLite's SQLITE_MAX_LENGTH
 
     def describe(self):
         raise NotImplementedError
@@ -877,6 +1139,17 @@ class _Store:
         The :py:class:`Schema` of ``jids`` and ``salt_returns`` as the database has them.
         """
         raise NotImplementedError
+
+
+class RowTooBig(ValueError):
+    """
+    A row bigger than the database takes in one statement (MySQL's
+    ``max_allowed_packet``): sending it would only make the server hang up.
+    """
+
+
+# MySQL errors about the row itself: data too long, bad string, packet too big.
+_MYSQL_ROW_ERRNOS = {1153, 1366, 1406, 1264, 1265, 1292}
 
 
 class _MySQLStore(_Store):
@@ -906,9 +1179,25 @@ class _MySQLStore(_Store):
             # cut silently, whatever the server's default sql_mode.
             init_command="SET time_zone = '+00:00', sql_mode = CONCAT_WS(',',"
             " NULLIF(@@sql_mode, ''), 'STRICT_TRANS_TABLES')",
-            connect_timeout=5,
+            # A dead server must not hold a reactor thread for long.
+            connect_timeout=3,
+            read_timeout=60,
+            write_timeout=60,
             autocommit=False,
         )
+
+    def max_row_bytes(self):
+        # A statement bigger than max_allowed_packet makes the server drop the
+        # connection, which looks like an outage: never send one.
+        packet = getattr(self, "_packet", None)
+        if packet is None:
+            packet = self._packet = int(self.select("SELECT @@max_allowed_packet", ())[0][0])
+        return packet - 65536
+
+    def is_row_error(self, exc):
+        if isinstance(exc, (RowTooBig, pymysql.DataError, pymysql.IntegrityError)):
+            return True
+        return bool(exc.args) and exc.args[0] in _MYSQL_ROW_ERRNOS
 
     def describe(self):
         opts = self.config.mysql
@@ -918,12 +1207,12 @@ class _MySQLStore(_Store):
         return self.select("SELECT VERSION()", ())[0][0]
 
     def schema(self):
-        tables = dict(self.select(_MYSQL_TABLES_INFO, TABLES))
+        tables = dict(self.select(_MYSQL_TABLES_INFO, REQUIRED_TABLES))
         unique = {}
-        for table, index, column in self.select(_MYSQL_UNIQUE_KEYS, TABLES):
+        for table, index, column in self.select(_MYSQL_UNIQUE_KEYS, RETURNER_TABLES):
             unique.setdefault(table, {}).setdefault(index, []).append(column)
         columns = {}
-        for table, *column in self.select(_MYSQL_TEXT_COLUMNS, TABLES):
+        for table, *column in self.select(_MYSQL_TEXT_COLUMNS, RETURNER_TABLES):
             columns.setdefault(table, []).append(
                 TextColumn(*column[:4], nullable=column[4] == "YES")
             )
@@ -943,6 +1232,7 @@ class _SQLiteStore(_Store):
         return (
             statement.replace("%s", "?")
             .replace("ON DUPLICATE KEY UPDATE `jid` = `jid`", "ON CONFLICT DO NOTHING")
+            .replace("CHAR_LENGTH(", "LENGTH(")
             .replace("INSERT IGNORE INTO", "INSERT OR IGNORE INTO")
         )
 
@@ -971,6 +1261,12 @@ class _SQLiteStore(_Store):
         conn.commit()
         return conn
 
+    def is_row_error(self, exc):
+        # OperationalError (locked, cannot open, disk full) is about the database.
+        return isinstance(
+            exc, (RowTooBig, sqlite3.DataError, sqlite3.IntegrityError, sqlite3.InterfaceError)
+        )
+
     def describe(self):
         return f"sqlite://{self.config.sqlite_path}"
 
@@ -980,7 +1276,7 @@ class _SQLiteStore(_Store):
     def schema(self):
         def work(cur):
             cur.execute("SELECT `name` FROM `sqlite_master` WHERE `type` = 'table'")
-            tables = {name: None for (name,) in cur.fetchall() if name in TABLES}
+            tables = {name: None for (name,) in cur.fetchall() if name in REQUIRED_TABLES}
             unique = {}
             for table in tables:
                 cur.execute(f"PRAGMA index_list(`{table}`)")
@@ -996,21 +1292,262 @@ class _SQLiteStore(_Store):
 
 _STORES = {"mysql": _MySQLStore, "sqlite": _SQLiteStore}
 
+
+# ---------------------------------------------------------------------------
+# The spool: rows the database could not take, one fsynced file each, safe
+# for any number of threads and processes (each file is written whole under a
+# temporary name, then renamed; writing a row back twice is a no-op).
+# ---------------------------------------------------------------------------
+
+
+class _Spool:
+    def __init__(self, path):
+        self.path = path
+        self.dead = os.path.join(path, "dead")
+
+    def put(self, row, folder=None):
+        folder = folder or self.path
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        table, _ = TABLES[type(row)]
+        # Oldest first by name: nanoseconds, then a random part for uniqueness;
+        # dead letters by jid, so that query() finds them.
+        first = row.jid if folder == self.dead else f"{time.time_ns():020d}"
+        name = f"{first}-{uuid.uuid4().hex[:12]}-{table}.json"
+        temp = os.path.join(folder, f".{name}.tmp")
+        fd = os.open(temp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            os.write(fd, json.dumps({"table": table, "row": list(row)}).encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, os.path.join(folder, name))
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def names(self, limit=None, folder=None):
+        try:
+            names = sorted(
+                entry.name
+                for entry in os.scandir(folder or self.path)
+                if entry.name.endswith(".json") and entry.is_file()
+            )
+        except FileNotFoundError:
+            return []
+        return names if limit is None else names[:limit]
+
+    def read(self, name, folder=None):
+        """
+        The row spooled as ``name``, or ``None`` when another thread or process
+        has written it back already.
+        """
+        try:
+            with open(os.path.join(folder or self.path, name), encoding="utf-8") as handle:
+                spooled = json.load(handle)
+        except FileNotFoundError:
+            return None
+        return ROW_TYPES[spooled["table"]](*spooled["row"])
+
+    def remove(self, name):
+        try:
+            os.unlink(os.path.join(self.path, name))
+        except FileNotFoundError:
+            pass
+
+
+# ---------------------------------------------------------------------------
+# The writer: rows go to the database, or to the spool while it is down.
+# ---------------------------------------------------------------------------
+
+
+class _Writer:
+    """
+    Writes rows, deciding between the database, the spool and the dead
+    letters.  While the database is down, rows go straight to the spool and
+    only one thread at a time, after a pause that grows from 1 s to 30 s,
+    tries the database again.
+    """
+
+    def __init__(self, db, spool):
+        self.db = db
+        self.spool = spool
+        self._lock = threading.Lock()
+        self._probe = threading.Lock()
+        self._replaying = threading.Lock()
+        self._outage = None  # why the database is down, while it is
+        self._retry_at = 0.0
+        self._pause = 0.0
+        # Unknown at start (an earlier process may have spooled): look once.
+        self._spool_pending = True
+
+    def write(self, row):
+        """
+        Write one row: ``stored``, ``duplicate``, ``spooled`` or ``dead-lettered``.
+        """
+        if isinstance(row, DeadLetter):
+            return self._keep_dead(row)
+        reason = _oversize(row)
+        if reason:
+            return self._keep_dead(_dead_letter(row, reason))
+        probing = self._outage is not None and self._claim_probe()
+        if self._outage is not None and not probing:
+            self._spool(row)
+            return "spooled"
+        try:
+            added = self.db.insert([row])
+        except Exception as exc:  # pylint: disable=broad-except
+            if not self.db.is_row_error(exc):
+                self._went_down(exc)
+                self._spool(row)
+                return "spooled"
+            self._came_up()
+            return self._keep_dead(_dead_letter(row, f"the database refused it: {exc}"))
+        finally:
+            if probing:
+                self._probe.release()
+        self._came_up()
+        self.replay(REPLAY_BATCH)
+        return "stored" if added else "duplicate"
+
+    def _claim_probe(self):
+        # After the pause, one thread tries the database; the others spool.
+        with self._lock:
+            if time.monotonic() < self._retry_at:
+                return False
+        return self._probe.acquire(blocking=False)
+
+    def _went_down(self, exc):
+        with self._lock:
+            if self._outage is None:
+                log.warning(
+                    "eventstore: %s is unavailable (%s); spooling rows to %s until it is back",
+                    self.db.describe(),
+                    exc,
+                    self.spool.path,
+                )
+                self._outage = str(exc)
+            self._pause = min(max(self._pause * 2, 1.0), 30.0)
+            self._retry_at = time.monotonic() + self._pause
+
+    def _came_up(self):
+        with self._lock:
+            if self._outage is None:
+                return
+            log.warning("eventstore: %s is back; writing the spool back", self.db.describe())
+            self._outage, self._pause = None, 0.0
+
+    def _spool(self, row):
+        self.spool.put(row)
+        self._spool_pending = True
+
+    def _keep_dead(self, letter):
+        """
+        Keep a row the database will not take in the dead letters (or, when even
+        that table refuses it, in the spool's ``dead`` folder).
+        """
+        log.error(
+            "eventstore: keeping the %s of job %s as a dead letter: %s",
+            f"return of {letter.id}" if letter.id else "load",
+            letter.jid,
+            letter.reason,
+        )
+        if self._outage is not None:
+            self._spool(letter)
+            return "dead-lettered"
+        try:
+            self.db.insert([letter])
+        except Exception as exc:  # pylint: disable=broad-except
+            if self.db.is_row_error(exc):
+                self.spool.put(letter, folder=self.spool.dead)
+            else:
+                self._went_down(exc)
+                self._spool(letter)
+        return "dead-lettered"
+
+    def replay(self, limit, look=False):
+        """
+        Write back up to ``limit`` spooled rows; how many were written back.
+        One thread of a process replays at a time; another process may replay
+        the same rows at once, which costs a duplicate no-op each.  ``look``:
+        read the spool even if this process spooled nothing since it was empty.
+        """
+        if look:
+            self._spool_pending = True
+        if not self._spool_pending or not self._replaying.acquire(blocking=False):
+            return 0
+        try:
+            # Cleared before looking, so a row spooled meanwhile sets it again.
+            self._spool_pending = False
+            names = self.spool.names(limit)
+            if len(names) == limit:
+                self._spool_pending = True
+            batches = {}
+            for name in names:
+                row = self.spool.read(name)
+                if row is not None:  # else another process wrote it back
+                    batches.setdefault(type(row), []).append((name, row))
+            done = 0
+            for batch in batches.values():
+                try:
+                    self._insert_batch(batch)
+                except Exception as exc:  # pylint: disable=broad-except
+                    self._spool_pending = True
+                    self._went_down(exc)
+                    break
+                for name, _ in batch:
+                    self.spool.remove(name)
+                done += len(batch)
+            if done and not self.spool.names(1):
+                log.warning("eventstore: the spool is written back to %s", self.db.describe())
+            return done
+        finally:
+            self._replaying.release()
+
+    def _insert_batch(self, batch):
+        """
+        Insert spooled rows of one type in one transaction; if the database
+        refuses one of them, row by row, keeping the refused ones as dead
+        letters.  Raises when the database is unavailable.
+        """
+        try:
+            self.db.insert([row for _, row in batch])
+            return
+        except Exception as exc:  # pylint: disable=broad-except
+            if not self.db.is_row_error(exc):
+                raise
+        for _, row in batch:
+            try:
+                self.db.insert([row])
+            except Exception as exc:  # pylint: disable=broad-except
+                if not self.db.is_row_error(exc):
+                    raise
+                self._keep_dead(_dead_letter(row, f"the database refused it: {exc}"))
+
+
+Runtime = namedtuple("Runtime", "config writer job_cache")
+
 # Built on first use and kept for the life of the loaded module, so a stored
 # return costs neither config parsing nor a new connection.
-_STATE = {"store": None}
+_STATE = {"runtime": None}
 _STATE_LOCK = threading.Lock()
 
 
-def _store():
-    store = _STATE["store"]
-    if store is None:
+def _runtime():
+    runtime = _STATE["runtime"]
+    if runtime is None:
         with _STATE_LOCK:
-            store = _STATE["store"]
-            if store is None:
+            runtime = _STATE["runtime"]
+            if runtime is None:
                 config = _resolve_config(__opts__)
-                store = _STATE["store"] = _STORES[config.backend](config)
-    return store
+                writer = _Writer(_STORES[config.backend](config), _Spool(config.spool_dir))
+                runtime = _STATE["runtime"] = Runtime(config, writer, _JobCache(__opts__))
+    return runtime
+
+
+def _store():
+    return _runtime().writer.db
 
 
 def _schema_sql(dialect):
@@ -1081,24 +1618,48 @@ def store(tag, data):
     if parsed is None:
         return "ignored"
     kind, jid, minion = parsed
-    store_ = _store()
+    runtime = _runtime()
     try:
-        if kind == "new":
-            row, insert = _load_row(jid, data), store_.insert_load
-        else:
-            row = _return_row(jid, minion, data, store_.config.ignore_funs)
-            insert = store_.insert_return
+        row = _checked_row(runtime, kind, jid, minion, data)
     except Refused as exc:
         log.warning("eventstore: not storing %s: %s", tag[:300], exc)
         return "refused"
     if row is None:
         return "ignored"
     try:
-        return "stored" if insert(row) else "duplicate"
+        return runtime.writer.write(row)
     except Exception as exc:  # pylint: disable=broad-except
-        # A driver's error text holds no credentials; the event data is not logged.
-        log.error("eventstore: could not store %s in %s: %s", tag, store_.describe(), exc)
+        # Neither the database nor the spool took it (disk full?).  A driver's
+        # error text holds no credentials; the event data is not logged.
+        log.error("eventstore: could not store nor spool %s: %s", tag, exc)
         return "failed"
+
+
+def _checked_row(runtime, kind, jid, minion, data):
+    """
+    The row for one event; with ``verify_returns``, built from the master's
+    job cache, which also completes a return the event bus trimmed.
+    """
+    config, job_cache = runtime.config, runtime.job_cache
+    if kind == "new":
+        row = _load_row(jid, data)
+        if config.verify_returns:
+            load = _wait_for(lambda: job_cache.load(jid), config.job_cache_wait)
+            if load is None:
+                raise Refused("the master job cache has no such job: forged, or not local_cache")
+            row = _load_row(jid, load)
+        return row
+    data = _unwrap(data)
+    row = _return_row(jid, minion, data, config.ignore_funs)
+    if row is None or not (config.verify_returns or _is_trimmed(data)):
+        return row
+    cached = _wait_for(lambda: job_cache.ret(jid, minion), config.job_cache_wait)
+    if cached is None:
+        if config.verify_returns:
+            raise Refused("the master job cache has no such return: forged, or not local_cache")
+        return _dead_letter(row, "the event bus trimmed it and the job cache does not have it")
+    load = job_cache.load(jid) if config.verify_returns else None
+    return _return_row(jid, minion, _with_job_cache(data, cached, load), config.ignore_funs)
 
 
 def _failed(message):
@@ -1118,14 +1679,14 @@ def _invalid(exc):
 
 def init():
     """
-    Create the ``jids`` and ``salt_returns`` tables if they are missing, on the
-    configured backend.  Safe to run again.  The database user needs the
-    CREATE and INDEX privileges for this one step only.
+    Create the ``jids``, ``salt_returns`` and ``eventstore_dead_letters``
+    tables if they are missing, on the configured backend.  Safe to run again.
+    The database user needs the CREATE privilege for this one step only.
 
-    Tables that exist already are left as they are; when they differ from
-    eventstore's layout (a database made from the mysql returner's documented
-    schema is utf8 and lets a return be stored twice), it says how, and
-    ``eventstore.migrate`` upgrades them.
+    Tables that exist already are left as they are; when ``jids`` and
+    ``salt_returns`` differ from eventstore's layout (a database made from the
+    mysql returner's documented schema is utf8 and lets a return be stored
+    twice), it says how, and ``eventstore.migrate`` upgrades them.
 
     CLI Example:
 
@@ -1148,7 +1709,7 @@ def init():
                 "salt-run eventstore.migrate test=True shows how to upgrade them.",
             ]
         )
-    return f"Tables jids and salt_returns are ready in {store_.describe()}"
+    return f"Tables jids, salt_returns and eventstore_dead_letters are ready in {store_.describe()}"
 
 
 #: The keys of eventstore.status's report.  The store path's spool and
@@ -1177,7 +1738,8 @@ def status():
 
     Unhealthy (``healthy: False``, the reasons under ``problems``, and
     ``retcode: 1``, which ``salt-run`` exits with): the database cannot be
-    reached, or a table is missing.  A layout that differs is reported, not unhealthy:
+    reached, or a table is missing (``jids``, ``salt_returns``, or
+    ``eventstore_dead_letters``).  A layout that differs is reported, not unhealthy:
     returns are still stored (``eventstore.migrate`` upgrades it).
 
     The row counts are exact: on tables of many millions of rows they take
@@ -1213,7 +1775,7 @@ def status():
             )
             report["rows"] = {
                 table: store_.select(f"SELECT COUNT(*) FROM `{table}`", ())[0][0]
-                for table in TABLES
+                for table in RETURNER_TABLES
                 if table in schema.tables
             }
             if "salt_returns" in schema.tables:
@@ -1226,6 +1788,22 @@ def status():
     if problems:
         __context__["retcode"] = 1
     return report
+
+
+def _dead_letters_of(jid):
+    """
+    ``(minion, reason)`` of each dead letter of a job, from the table and from
+    the spool's ``dead`` folder (those even the dead-letter table refused).
+    """
+    writer = _runtime().writer
+    letters = list(writer.db.select(_SELECT_DEAD_JID, (jid,)))
+    spool = writer.spool
+    for name in spool.names(folder=spool.dead):
+        if name.startswith(f"{jid}-"):
+            letter = spool.read(name, folder=spool.dead)
+            if letter is not None:
+                letters.append((letter.id, letter.reason))
+    return letters
 
 
 def _truthy(value):
@@ -1255,7 +1833,8 @@ def query(
 
     With ``jid``: ``{minion: return}`` for that job, as ``salt-run
     jobs.lookup_jid`` prints it (a state run prints with the highstate
-    outputter).  Without: the latest stored returns, newest job first, each
+    outputter); a return the database refused shows as ``Not stored:`` and
+    the reason (a dead letter).  Without: the latest stored returns, newest job first, each
     with its jid, minion, function, success and time, filtered by:
 
     jid
@@ -1322,24 +1901,39 @@ def query(
     if jid is not None:
         where.append("`jid` = %s")
         params.append(str(jid))
-    for column, glob in (("id", minion), ("fun", fun)):
-        if glob is not None:
-            where.append(f"`{column}` LIKE %s ESCAPE '!'")
-            params.append(_glob_to_like(str(glob)))
+    if minion is not None:
+        where.append("`id` LIKE %s ESCAPE '!'")
+        params.append(_glob_to_like(str(minion)))
+    if fun is not None:
+        # A name longer than the column is stored cut: let every cut name
+        # through here and match the whole name, from full_ret, below.
+        where.append(f"(`fun` LIKE %s ESCAPE '!' OR CHAR_LENGTH(`fun`) = {FUN_WIDTH})")
+        params.append(_glob_to_like(str(fun)))
     if success is not None:
         where.append("`success` = %s")
         params.append("1" if _truthy(success) else "0")
 
+    def whole_fun(data, column):
+        return _fun_name(data.get("fun", column))
+
     if jid is not None:
         returns, outputter = {}, None
-        for minion_id, full_ret in store_.select(
+        for minion_id, row_fun, full_ret in store_.select(
             _SELECT_JID.format(where=_where(where)), tuple(params)
         ):
             data = json.loads(full_ret)
+            if fun is not None and not fnmatch.fnmatchcase(whole_fun(data, row_fun), str(fun)):
+                continue
             returns[minion_id] = data if full else data.get("return")
             outputter = outputter or data.get("out")
+        letters = _dead_letters_of(str(jid))
+        if fun is None and success is None:
+            for minion_id, reason in letters:
+                if minion_id and (minion is None or fnmatch.fnmatchcase(minion_id, str(minion))):
+                    returns.setdefault(minion_id, f"Not stored: {reason} (see eventstore.status)")
         if missing:
-            returns.update(_missing_minions(store_, str(jid)))
+            returned = {minion_id for minion_id, _ in letters}
+            returns.update(_missing_minions(store_, str(jid), returned))
         if outputter and not full:
             return {"outputter": outputter, "data": returns}
         return returns
@@ -1349,11 +1943,13 @@ def query(
         _SELECT_LATEST.format(where=_where(where)), (*params, limit)
     ):
         data = json.loads(full_ret)
+        if fun is not None and not fnmatch.fnmatchcase(whole_fun(data, row_fun), str(fun)):
+            continue
         rows.append(
             {
                 "jid": row_jid,
                 "minion": minion_id,
-                "fun": data.get("fun", row_fun),
+                "fun": whole_fun(data, row_fun),
                 "success": row_success == "1",
                 "time": str(alter_time),
                 **({"full_ret": data} if full else {"return": data.get("return")}),
@@ -1362,14 +1958,123 @@ def query(
     return rows
 
 
-def _missing_minions(store_, jid):
+def replay():
+    """
+    Write the spool (rows kept on disk while the database was unavailable)
+    back to the database now, instead of waiting for the next stored return.
+    Exits non-zero when rows are left because the database is still down.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run eventstore.replay
+    """
+    writer = _runtime().writer
+    written = writer.replay(REPLAY_BATCH, look=True)
+    while written and written % REPLAY_BATCH == 0 and writer.spool.names(1):
+        step = writer.replay(REPLAY_BATCH, look=True)
+        if not step:
+            break
+        written += step
+    left = len(writer.spool.names())
+    if left:
+        __context__["retcode"] = 1
+    return {
+        "written back": written,
+        "left in the spool": left,
+        "spool": writer.spool.path,
+        "dead letters on disk": len(writer.spool.names(folder=writer.spool.dead)),
+    }
+
+
+def _jid_hours_ago(hours, opts):
+    # Jids are the master's local time, or UTC with utc_jid.
+    now = datetime.datetime.utcnow() if opts.get("utc_jid") else datetime.datetime.now()
+    return (now - datetime.timedelta(hours=float(hours))).strftime("%Y%m%d%H%M%S%f")
+
+
+def backfill(jid=None, hours=24):
+    """
+    Copy into the database every job load and return that the master job
+    cache holds and the database lacks: returns the reactor never saw (the
+    master was down, the reactor queue was full, eventstore was not yet
+    installed).  Reads the job cache through Salt's returner API
+    (``master_job_cache``, ``local_cache`` by default), so it reaches back
+    ``keep_jobs_seconds`` (24 h by default) at most.  Safe to run again: a row
+    stored already is left as it is.
+
+    jid
+        Only this job.
+
+    hours : 24
+        Only jobs started in the last ``hours`` hours (ignored with ``jid``).
+
+    To run it every hour from the master, add to the master config:
+
+    .. code-block:: yaml
+
+        schedule:
+          eventstore_backfill:
+            function: eventstore.backfill
+            hours: 1
+            kwargs:
+              hours: 2
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run eventstore.backfill
+        salt-run eventstore.backfill hours=72
+        salt-run eventstore.backfill jid=20260101120000000000
+    """
+    runtime = _runtime()
+    cache = __opts__.get("master_job_cache", "local_cache")
+    returners = salt.loader.returners(__opts__, {})
+    if jid is not None:
+        jids = [str(jid)]
+    else:
+        oldest = _jid_hours_ago(hours, __opts__)
+        jids = sorted(j for j in returners[f"{cache}.get_jids"]() if str(j) >= oldest)
+    counts = {"jobs read": 0, "loads added": 0, "returns added": 0, "spooled": 0, "refused": 0}
+    for job in jids:
+        load = returners[f"{cache}.get_load"](job)
+        if not load or str(load.get("fun", "")).startswith(("runner.", "wheel.")):
+            continue  # gone, or the master's own runner and wheel jobs
+        counts["jobs read"] += 1
+        rows = []
+        try:
+            load = dict(load, jid=job)
+            if "Minions" in load:  # local_cache.get_load adds it; events say minions
+                load["minions"] = sorted(load.pop("Minions"))
+            rows.append(_load_row(job, load))
+            for minion_id, ret in returners[f"{cache}.get_jid"](job).items():
+                data = {"id": minion_id, "jid": job, "fun": load["fun"], "fun_args": load.get("arg", [])}
+                data.update(ret)
+                rows.append(_return_row(job, minion_id, data, runtime.config.ignore_funs))
+        except Refused as exc:
+            log.warning("eventstore: backfill skips job %s: %s", job, exc)
+            counts["refused"] += 1
+        for row in filter(None, rows):
+            result = runtime.writer.write(row)
+            if result == "stored":
+                counts["loads added" if isinstance(row, LoadRow) else "returns added"] += 1
+            elif result == "spooled":
+                counts["spooled"] += 1
+    return counts
+
+
+def _missing_minions(store_, jid, returned_elsewhere=()):
     """
     ``{minion: "Minion did not return"}`` for the minions in the job's stored
-    load that have no stored return; empty when the load is not stored.
+    load that have no stored return (nor one in ``returned_elsewhere``, such
+    as a dead letter); empty when the load is not stored.
     """
     loads = store_.select(_SELECT_LOAD, (jid,))
     targeted = (json.loads(loads[0][0]).get("minions") or []) if loads else []
     returned = {minion_id for (minion_id,) in store_.select(_SELECT_RETURNED, (jid,))}
+    returned.update(returned_elsewhere)
     return {
         minion_id: "Minion did not return" for minion_id in targeted if minion_id not in returned
     }
@@ -1517,6 +2222,7 @@ def prune(days=None, hours=None, before=None, archive=False, dry_run=False, batc
     Rows go in batches, one transaction each, along the jid index, so a big
     table is never locked as a whole and the reactor keeps storing meanwhile
     (Salt's own purge runs one DELETE over the table, saltstack/salt#55279).
+    ``eventstore_dead_letters`` is left alone.
     The database user needs DELETE on both tables (and, with ``archive``,
     CREATE and INSERT on the ``*_archive`` tables).
 
@@ -1674,11 +2380,13 @@ def migrate(test=False, batch_size=1000):
     3. add the unique key on ``salt_returns (jid, id)``, so each return is
        stored once from then on.
 
-    Each ALTER TABLE copies its table and blocks writes to it meanwhile: on a
-    big database, run it when little is stored, after ``eventstore.prune``.
-    The returns the reactor cannot store meanwhile are logged as failed.  The
-    database user needs ALTER, CREATE TEMPORARY TABLES, INDEX, SELECT, INSERT
-    and DELETE for this.  On SQLite there is nothing to migrate.
+    Run ``eventstore.init`` first (it adds eventstore's own table and says
+    what differs).  Each ALTER TABLE copies its table and blocks writes to it
+    meanwhile: on a big database, run it when little is stored, after
+    ``eventstore.prune``; returns the reactor cannot store meanwhile wait in
+    the spool.  The database user needs ALTER, CREATE, INSERT, SELECT, DELETE
+    and CREATE TEMPORARY TABLES for this.  On SQLite there is nothing to
+    migrate.
 
     test : False
         ``True`` shows what it would do, and how many duplicates it would
@@ -1707,7 +2415,7 @@ def migrate(test=False, batch_size=1000):
     report = {"database": store_.describe(), "steps": []}
     try:
         schema = store_.schema()
-        missing = _missing_tables(schema)
+        missing = _missing_tables(schema, RETURNER_TABLES)
         if missing:
             raise ValueError(
                 f"table {', '.join(missing)} missing: salt-run eventstore.init makes it"

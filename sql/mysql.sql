@@ -19,3 +19,13 @@ CREATE TABLE IF NOT EXISTS `salt_returns` (
   KEY `fun` (`fun`),
   UNIQUE KEY `jid_id` (`jid`, `id`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;
+
+CREATE TABLE IF NOT EXISTS `eventstore_dead_letters` (
+  `jid` varchar(255) NOT NULL,
+  `id` varchar(255) NOT NULL,
+  `fun` varchar(50) NOT NULL,
+  `reason` varchar(1000) NOT NULL,
+  `data` longtext NOT NULL,
+  `alter_time` TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+  UNIQUE KEY `jid_id` (`jid`, `id`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin;

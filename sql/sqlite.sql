@@ -19,3 +19,13 @@ CREATE TABLE IF NOT EXISTS `salt_returns` (
 CREATE INDEX IF NOT EXISTS `salt_returns_id` ON `salt_returns` (`id`);
 
 CREATE INDEX IF NOT EXISTS `salt_returns_fun` ON `salt_returns` (`fun`);
+
+CREATE TABLE IF NOT EXISTS `eventstore_dead_letters` (
+  `jid` varchar(255) NOT NULL,
+  `id` varchar(255) NOT NULL,
+  `fun` varchar(50) NOT NULL,
+  `reason` varchar(1000) NOT NULL,
+  `data` longtext NOT NULL,
+  `alter_time` TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+  UNIQUE (`jid`, `id`)
+);

@@ -32,6 +32,21 @@ def mysql_server():
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def own_mysql_server():
+    """
+    A throwaway MariaDB of this module's own, even when a server is given:
+    for tests that stop and start it.
+    """
+    if not mysqlserver.server_binary():
+        pytest.skip("no mariadbd/mysqld binary to start a server that may be stopped")
+    server = mysqlserver.ThrowawayServer()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture
 def mysql_database(mysql_server):
     """Name of a fresh, empty utf8mb4 database, dropped after the test."""

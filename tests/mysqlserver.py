@@ -209,6 +209,24 @@ class ThrowawayServer(Server):
                 cur.execute("SELECT @@socket")
                 return cur.fetchone()[0] == self.unix_socket
 
+    def pause(self):
+        """Stop the server but keep its data, as an outage would."""
+        self._terminate()
+
+    def resume(self, timeout=60):
+        """Start the paused server again on the same port with the same data."""
+        self._start(timeout)
+
+    def _terminate(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

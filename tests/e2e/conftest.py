@@ -77,7 +77,10 @@ def master(salt_factories, mysql_server, e2e_database, e2e_user):
 
 @pytest.fixture(scope="package")
 def minion(master):
-    factory = master.salt_minion_daemon("es-minion-1")
+    # A minion trims its own returns over max_event_size (1 MiB) before they
+    # leave it; with it raised, the master gets them whole, its job cache keeps
+    # them whole, and only the master's event bus trims them.
+    factory = master.salt_minion_daemon("es-minion-1", overrides={"max_event_size": 8 * 1024 * 1024})
     with factory.started():
         yield factory
 
@@ -106,17 +109,26 @@ class Reactions:
         self.master = master
         self.since = time.time()
 
-    def result(self, tag, timeout=60):
+    def result(self, tag, timeout=60, count=1):
+        """
+        The runner's verdict on the event tagged ``tag`` (with ``count``: the
+        verdict on the count-th event of that tag).
+        """
         deadline = time.time() + timeout
         while time.time() < deadline:
-            for event in self.event_listener.get_events(
-                [(self.master.id, "salt/run/*/ret")], after_time=self.since
-            ):
-                if event.data.get("fun") != "runner.eventstore.store":
-                    continue
-                args = event.data.get("fun_args") or [{}]
-                if args[-1].get("tag") == tag:
-                    return event.data["return"]
+            found = sorted(
+                (
+                    event
+                    for event in self.event_listener.get_events(
+                        [(self.master.id, "salt/run/*/ret")], after_time=self.since
+                    )
+                    if event.data.get("fun") == "runner.eventstore.store"
+                    and (event.data.get("fun_args") or [{}])[-1].get("tag") == tag
+                ),
+                key=lambda event: event.stamp,
+            )
+            if len(found) >= count:
+                return found[count - 1].data["return"]
             time.sleep(0.2)
         raise AssertionError(f"the reactor did not store {tag} within {timeout} s")
 

@@ -21,6 +21,7 @@ def master_opts(tmp_path):
         cachedir=str(tmp_path / "cache"),
         runner_dirs=[str(REPO / "_runners")],
         file_client="local",
+        eventstore={"verify_returns": False},
     )
     return opts
 
@@ -45,11 +46,13 @@ def render_reaction(master_opts, tag, data):
 
 def test_salt_loads_exactly_the_documented_functions(runners):
     assert {n for n in runners if n.startswith("eventstore.")} == {
+        "eventstore.backfill",
         "eventstore.init",
         "eventstore.jobs",
         "eventstore.migrate",
         "eventstore.prune",
         "eventstore.query",
+        "eventstore.replay",
         "eventstore.status",
         "eventstore.store",
     }

@@ -1,0 +1,85 @@
+# eventstore: build a cached virtualenv per Salt release line and run the tests / demo in it.
+#
+#   make test                 # whole suite against Salt 3008
+#   make test SALT=3007       # same, against Salt 3007 (own venv: .venv/salt-3007/)
+#   make test-unit PYTEST_ARGS='-k store -x'
+
+SALT ?= 3008
+PYTHON ?= python3
+PYTEST_ARGS ?=
+
+VENV := .venv/salt-$(SALT)
+VENV_PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Salt 3008 moved the mysql returner out of core into the saltext-mysql extension;
+# 3006 and 3007 still ship it.
+SALT_MAJOR := $(firstword $(subst ., ,$(SALT)))
+EXTRA_PKGS := $(shell [ "$(SALT_MAJOR)" -ge 3008 ] 2>/dev/null && echo saltext-mysql)
+
+PIP := $(VENV_PY) -m pip --disable-pip-version-check
+PIP_INSTALL := $(PIP) install --quiet --quiet --root-user-action=ignore
+
+# The install recipe. Its text is written into $(STAMP); when the text here differs
+# from the stamp's (recipe edited, other SALT/PYTHON), the stamp is made stale, so
+# editing the rest of this Makefile does not cost a rebuild.
+define VENV_RECIPE
+rm -rf $(VENV)
+$(PYTHON) -m venv $(VENV)
+$(PIP_INSTALL) "salt==$(SALT).*" -r requirements-test.txt $(EXTRA_PKGS)
+endef
+
+define newline
+
+
+endef
+RECIPE_SIG := $(strip $(subst $(newline), ; ,$(VENV_RECIPE)))
+ifneq ($(strip $(shell cat $(STAMP) 2>/dev/null)),$(RECIPE_SIG))
+$(STAMP): FORCE
+endif
+
+.DEFAULT_GOAL := help
+.PHONY: help venv test test-unit test-integration test-e2e demo sql clean FORCE
+
+help:
+	@echo "eventstore make targets (SALT=$(SALT), venv $(VENV)/):"
+	@echo "  venv              build/refresh the cached virtualenv for SALT (3006, 3007, 3008)"
+	@echo "  test              run the whole suite (tests/); PYTEST_ARGS=... is passed to pytest"
+	@echo "  test-unit         run tests/unit only"
+	@echo "  test-integration  run tests/integration only"
+	@echo "  test-e2e          run tests/e2e only"
+	@echo "  demo              start a master + minion on loopback, run jobs, query the store"
+	@echo "  sql               regenerate sql/mysql.sql and sql/sqlite.sql from the runner"
+	@echo "  clean             remove .venv/ and .demo/"
+
+venv: $(STAMP)
+
+# Rebuilt from scratch when a requirements file or the recipe above changes.
+$(STAMP): requirements.txt requirements-test.txt
+	@echo "building $(VENV) (salt==$(SALT).* $(EXTRA_PKGS)) ..."
+	$(VENV_RECIPE)
+	@echo '$(RECIPE_SIG)' > $(STAMP)
+	@$(VENV_PY) -c 'import salt.version; print("salt", salt.version.__version__, "ready in $(VENV)")'
+
+test: $(STAMP)
+	$(VENV_PY) -m pytest tests $(PYTEST_ARGS)
+
+test-unit: $(STAMP)
+	$(VENV_PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-integration: $(STAMP)
+	$(VENV_PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+test-e2e: $(STAMP)
+	$(VENV_PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(VENV_PY) demo/demo.py
+
+sql: $(STAMP)
+	$(VENV_PY) -c 'import sys; sys.path.insert(0, "_runners"); import eventstore; eventstore._write_schema_files("sql")'
+
+clean:
+	rm -rf .venv .demo
+
+FORCE:

@@ -1,0 +1,176 @@
+"""
+Returns checked against, completed from and backfilled out of the master job
+cache, written here by Salt's own local_cache returner as the master writes it.
+"""
+
+import threading
+import time
+
+import pytest
+import salt.config
+import salt.loader
+from runnerlib import JID, load_runner, new_event, ret_event
+
+
+@pytest.fixture
+def master_opts(tmp_path):
+    opts = salt.config.master_config(None)
+    opts.update(cachedir=str(tmp_path / "cache"), eventstore={"job_cache_wait": 1})
+    return opts
+
+
+@pytest.fixture
+def job_cache(master_opts):
+    """Salt's local_cache returner on the master's cachedir."""
+    returners = salt.loader.returners(master_opts, {})
+
+    class JobCache:
+        @staticmethod
+        def publish(jid=JID, fun="test.ping", arg=(), minions=("web1",)):
+            load = {"jid": jid, "fun": fun, "arg": list(arg), "tgt": "*", "tgt_type": "glob",
+                    "user": "root"}
+            returners["local_cache.save_load"](jid, load, minions=list(minions))
+
+        @staticmethod
+        def ret(tag_data):
+            _, data = tag_data
+            returners["local_cache.returner"](dict(data))
+
+    return JobCache
+
+
+@pytest.fixture
+def es(master_opts):
+    runner = load_runner(master_opts)
+    runner.init()
+    return runner
+
+
+def test_verification_is_on_by_default_with_local_cache(es):
+    assert es._runtime().config.verify_returns is True
+
+
+def test_a_return_the_job_cache_holds_is_stored(es, job_cache):
+    job_cache.publish()
+    event = ret_event(ret="genuine")
+    job_cache.ret(event)
+    assert es.store(*event) == "stored"
+
+
+def test_a_return_the_job_cache_lacks_is_refused_as_forged(es, job_cache, caplog):
+    job_cache.publish()
+    tag, data = ret_event(minion="victim", ret="forged")
+    assert es.store(tag, data) == "refused"
+    assert tag in caplog.text and "forged" in caplog.text
+    assert es.query(jid=JID) == {}
+
+
+def test_a_return_for_a_job_never_published_is_refused(es):
+    assert es.store(*ret_event(jid="20990101000000000000")) == "refused"
+
+
+def test_the_job_caches_copy_is_stored_not_the_events(es, job_cache):
+    job_cache.publish()
+    job_cache.ret(ret_event(ret="genuine", success=True))
+    tag, data = ret_event(ret="tampered", success=False)
+    es.store(tag, data)
+    assert es.query(jid=JID) == {"web1": "genuine"}
+    assert es.query()[0]["success"] is True
+
+
+def test_an_event_naming_another_function_than_the_job_is_refused(es, job_cache):
+    job_cache.publish(fun="test.ping")
+    job_cache.ret(ret_event(fun="test.ping"))
+    assert es.store(*ret_event(fun="cmd.run")) == "refused"
+
+
+def test_a_return_written_to_the_cache_just_after_its_event_is_waited_for(es, job_cache):
+    job_cache.publish()
+    event = ret_event(ret="late")
+    timer = threading.Timer(0.3, job_cache.ret, args=(event,))
+    timer.start()
+    try:
+        assert es.store(*event) == "stored"
+    finally:
+        timer.join()
+    assert es.query(jid=JID) == {"web1": "late"}
+
+
+def test_a_trimmed_return_is_stored_whole_from_the_job_cache(es, job_cache):
+    job_cache.publish(fun="cmd.run")
+    whole = "y" * 2_000_000
+    job_cache.ret(ret_event(fun="cmd.run", ret=whole))
+    es.store(*ret_event(fun="cmd.run", ret="VALUE_TRIMMED"))
+    assert es.query(jid=JID) == {"web1": whole}
+
+
+def test_without_verification_a_trimmed_return_is_still_completed(master_opts, job_cache):
+    master_opts["eventstore"]["verify_returns"] = False
+    es = load_runner(master_opts)
+    job_cache.publish()
+    job_cache.ret(ret_event(ret={"stdout": "z" * 10, "stderr": ""}))
+    es.store(*ret_event(ret={"stdout": "VALUE_TRIMMED", "stderr": ""}))
+    assert es.query(jid=JID) == {"web1": {"stdout": "z" * 10, "stderr": ""}}
+
+
+def test_without_verification_a_trimmed_return_missing_from_the_cache_is_a_dead_letter(
+    master_opts,
+):
+    master_opts["eventstore"]["verify_returns"] = False
+    es = load_runner(master_opts)
+    assert es.store(*ret_event(ret="VALUE_TRIMMED")) == "dead-lettered"
+    (shown,) = es.query(jid=JID).values()
+    assert "trimmed" in shown
+
+
+def test_the_job_load_is_stored_from_the_job_cache(es, job_cache):
+    job_cache.publish(fun="cmd.run", arg=["uptime"], minions=("web1", "web2"))
+    tag, data = new_event(fun="cmd.run", user="forged-user")
+    assert es.store(tag, data) == "stored"
+    (load,) = es._store().select("SELECT `load` FROM jids", ())
+    assert '"user": "root"' in load[0] and '"minions": ["web1", "web2"]' in load[0]
+
+
+def test_a_job_load_the_cache_lacks_is_refused(es):
+    assert es.store(*new_event()) == "refused"
+
+
+def test_a_master_with_another_job_cache_does_not_verify(master_opts):
+    master_opts["master_job_cache"] = "redis"
+    assert load_runner(master_opts)._resolve_config(master_opts).verify_returns is False
+
+
+def test_backfill_stores_what_the_job_cache_has(es, job_cache):
+    job_cache.publish(minions=("web1", "web2"))
+    job_cache.ret(ret_event(minion="web1"))
+    job_cache.ret(ret_event(minion="web2", success=False))
+    counts = es.backfill(jid=JID)
+    assert (counts["loads added"], counts["returns added"]) == (1, 2)
+    assert es.query(jid=JID) == {"web1": True, "web2": True}
+
+
+def test_backfill_twice_adds_nothing_the_second_time(es, job_cache):
+    job_cache.publish()
+    job_cache.ret(ret_event())
+    es.backfill(jid=JID)
+    counts = es.backfill(jid=JID)
+    assert (counts["loads added"], counts["returns added"]) == (0, 0)
+
+
+def test_backfill_without_a_jid_reads_the_recent_jobs(es, job_cache, master_opts):
+    import salt.utils.jid
+
+    recent = salt.utils.jid.gen_jid(master_opts)
+    job_cache.publish(jid=recent)
+    job_cache.ret(ret_event(jid=recent))
+    job_cache.publish(jid="20000101000000000000")  # older than any window
+    job_cache.ret(ret_event(jid="20000101000000000000"))
+    counts = es.backfill(hours=1)
+    assert counts["returns added"] == 1
+    assert es.query(jid=recent) == {"web1": True}
+
+
+def test_backfill_leaves_out_ignored_functions(es, job_cache):
+    job_cache.publish(fun="saltutil.find_job")
+    job_cache.ret(ret_event(fun="saltutil.find_job", ret={}))
+    assert es.backfill(jid=JID)["returns added"] == 0

@@ -1,0 +1,69 @@
+"""
+A real MariaDB stopped and started under the runner.
+"""
+
+import logging
+
+import pytest
+from runnerlib import JID, load_runner, ret_event
+
+
+@pytest.fixture
+def server(own_mysql_server):
+    return own_mysql_server
+
+
+@pytest.fixture
+def es(server, tmp_path):
+    name = server.create_database()
+    runner = load_runner(
+        {
+            "mysql.host": server.host,
+            "mysql.port": server.port,
+            "mysql.user": server.user,
+            "mysql.pass": server.password,
+            "mysql.db": name,
+            "cachedir": str(tmp_path),
+            "eventstore": {"verify_returns": False},
+        }
+    )
+    runner.init()
+    yield runner
+    if server.proc is None:  # the test left it stopped
+        server.resume()
+    server.drop_database(name)
+
+
+def test_returns_made_while_the_server_is_down_are_stored_once_it_is_back(es, server):
+    assert es.store(*ret_event(minion="before")) == "stored"
+    server.pause()
+    assert [es.store(*ret_event(minion=f"down-{n}")) for n in range(5)] == ["spooled"] * 5
+    server.resume()
+    assert es.replay()["written back"] == 5
+    assert sorted(es.query(jid=JID)) == ["before"] + [f"down-{n}" for n in range(5)]
+
+
+def test_a_stopped_server_is_not_tried_again_on_every_call(es, server):
+    es.store(*ret_event(minion="before"))
+    server.pause()
+    es.store(*ret_event(minion="first-failure"))
+    tries = []
+    connect = es._MySQLStore.connect
+    es._MySQLStore.connect = lambda self: tries.append(1) or connect(self)
+    for n in range(10):
+        es.store(*ret_event(minion=f"m{n}"))
+    assert tries == []
+
+
+def test_the_outage_and_the_recovery_are_logged_once_each(es, server, caplog):
+    es.store(*ret_event(minion="before"))
+    server.pause()
+    with caplog.at_level(logging.WARNING):
+        for n in range(5):
+            es.store(*ret_event(minion=f"m{n}"))
+        server.resume()
+        es.replay()
+    messages = [r.getMessage() for r in caplog.records]
+    assert len([m for m in messages if "is unavailable" in m]) == 1
+    assert len([m for m in messages if "spool is written back" in m]) == 1
+    assert not [m for m in messages if server.password and server.password in m]
