@@ -899,11 +899,13 @@ _SQLITE_TABLES = (
 
 
 def _insert_sql(table, columns):
-    # One row per unique key: the first copy wins, later ones are no-ops.  Not
-    # INSERT IGNORE, which would also turn a too-long value into a cut one.
+    # A plain INSERT: the unique key keeps the first copy of a row and the store
+    # takes a second copy's duplicate-key error as "stored already".  Not ON
+    # DUPLICATE KEY UPDATE, which needs the UPDATE privilege even for a new
+    # row; not INSERT IGNORE, which would also turn a too-long value into a cut one.
     return (
         f"INSERT INTO `{table}` ({', '.join(f'`{c}`' for c in columns)})"
-        f" VALUES ({', '.join(['%s'] * len(columns))}) ON DUPLICATE KEY UPDATE `jid` = `jid`"
+        f" VALUES ({', '.join(['%s'] * len(columns))})"
     )
 
 
@@ -1103,17 +1105,18 @@ class _Store:
         whose key is stored already is left as it is).
         """
         table, _ = TABLES[type(rows[0])]
-        statement = self.sql(_INSERT[table])
         limit = self.max_row_bytes()
         for row in rows:
             if not _fits("".join(value for value in row if isinstance(value, str)), limit):
                 raise RowTooBig(f"the row is bigger than {self.describe()} takes in one statement")
+        params = [tuple(row) for row in rows]
+        return self.run(lambda cur: self._insert_new(cur, _INSERT[table], params))
 
-        def work(cur):
-            cur.executemany(statement, [tuple(row) for row in rows])
-            return cur.rowcount
-
-        return self.run(work)
+    def _insert_new(self, cur, statement, params):
+        """
+        Run the INSERT for each row of ``params`` and count those that were new.
+        """
+        raise NotImplementedError
 
     def select(self, statement, params):
         def work(cur):
@@ -1147,6 +1150,8 @@ class RowTooBig(ValueError):
     ``max_allowed_packet``): sending it would only make the server hang up.
     """
 
+
+_DUPLICATE_KEY = 1062  # ER_DUP_ENTRY: the row is stored already
 
 # MySQL errors about the row itself: data too long, bad string, packet too big.
 _MYSQL_ROW_ERRNOS = {1153, 1366, 1406, 1264, 1265, 1292}
@@ -1194,6 +1199,26 @@ class _MySQLStore(_Store):
             packet = self._packet = int(self.select("SELECT @@max_allowed_packet", ())[0][0])
         return packet - 65536
 
+    def _insert_new(self, cur, statement, params):
+        if len(params) > 1:
+            try:
+                cur.executemany(statement, params)
+                return cur.rowcount
+            except pymysql.IntegrityError as exc:
+                if exc.args[0] != _DUPLICATE_KEY:
+                    raise
+                # Some are stored already: start over, one row at a time.
+                cur.connection.rollback()
+        added = 0
+        for row in params:
+            try:
+                cur.execute(statement, row)
+                added += 1
+            except pymysql.IntegrityError as exc:
+                if exc.args[0] != _DUPLICATE_KEY:
+                    raise
+        return added
+
     def is_row_error(self, exc):
         if isinstance(exc, (RowTooBig, pymysql.DataError, pymysql.IntegrityError)):
             return True
@@ -1223,6 +1248,9 @@ class _MySQLStore(_Store):
         )
 
 
+_SQLITE_SETUP_LOCK = threading.Lock()
+
+
 class _SQLiteStore(_Store):
     dialect = "sqlite"
     tables = _SQLITE_TABLES
@@ -1231,10 +1259,13 @@ class _SQLiteStore(_Store):
     def sql(self, statement):
         return (
             statement.replace("%s", "?")
-            .replace("ON DUPLICATE KEY UPDATE `jid` = `jid`", "ON CONFLICT DO NOTHING")
             .replace("CHAR_LENGTH(", "LENGTH(")
             .replace("INSERT IGNORE INTO", "INSERT OR IGNORE INTO")
         )
+
+    def _insert_new(self, cur, statement, params):
+        cur.executemany(self.sql(statement) + " ON CONFLICT DO NOTHING", params)
+        return cur.rowcount
 
     def create_table_like(self, source, target):
         # SQLite has no CREATE TABLE ... LIKE: rename the source's own DDL.
@@ -1253,12 +1284,15 @@ class _SQLiteStore(_Store):
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
         conn = sqlite3.connect(path, timeout=10)
-        # WAL lets salt-run read while the reactor writes, from another process.
-        conn.execute("PRAGMA journal_mode=WAL")
-        # The zero-setup backend makes its own tables, once per connection.
-        for statement in self.tables:
-            conn.execute(statement)
-        conn.commit()
+        # Ten reactor threads opening the file at once: switching to WAL does
+        # not wait for a busy database, so one thread of a process at a time.
+        with _SQLITE_SETUP_LOCK:
+            # WAL lets salt-run read while the reactor writes, from another process.
+            conn.execute("PRAGMA journal_mode=WAL")
+            # The zero-setup backend makes its own tables, once per connection.
+            for statement in self.tables:
+                conn.execute(statement)
+            conn.commit()
         return conn
 
     def is_row_error(self, exc):
@@ -1643,6 +1677,8 @@ def _checked_row(runtime, kind, jid, minion, data):
     config, job_cache = runtime.config, runtime.job_cache
     if kind == "new":
         row = _load_row(jid, data)
+        if _is_ignored(_fun_name(data.get("fun")), config.ignore_funs):
+            return None
         if config.verify_returns:
             load = _wait_for(lambda: job_cache.load(jid), config.job_cache_wait)
             if load is None:
@@ -1712,9 +1748,7 @@ def init():
     return f"Tables jids, salt_returns and eventstore_dead_letters are ready in {store_.describe()}"
 
 
-#: The keys of eventstore.status's report.  The store path's spool and
-#: dead-letter sizes are to be added here (and filled in status()) with the
-#: outage/spooling work.
+#: The keys of eventstore.status's report.
 STATUS_KEYS = (
     "healthy",
     "retcode",
@@ -1724,6 +1758,8 @@ STATUS_KEYS = (
     "schema",
     "rows",
     "last_return",
+    "spool",
+    "dead_letters",
     "problems",
 )
 
@@ -1735,6 +1771,11 @@ def status():
     (``schema``: ``ok`` or what differs), how many rows each table holds,
     and when the last return was stored (``last_return``, UTC: the newest
     ``alter_time`` among the newest jobs' returns, read along the jid index).
+
+    ``spool`` says how many rows wait on disk for the database (while it is
+    down, or until the next stored return writes them back) and ``dead_letters``
+    how many rows the database refused as such, kept in the
+    ``eventstore_dead_letters`` table or, refused even there, on disk.
 
     Unhealthy (``healthy: False``, the reasons under ``problems``, and
     ``retcode: 1``, which ``salt-run`` exits with): the database cannot be
@@ -1752,10 +1793,14 @@ def status():
         salt-run eventstore.status
         salt-run eventstore.status --out=json
     """
-    store_ = _store()
+    writer = _runtime().writer
+    store_, spool = writer.db, writer.spool
     report = dict.fromkeys(STATUS_KEYS)
     problems = report["problems"] = []
     report.update(backend=store_.dialect, database=store_.describe())
+    # Rows waiting for the database, and rows it refused even as dead letters.
+    report["spool"] = {"rows waiting": len(spool.names()), "folder": spool.path}
+    report["dead_letters"] = {"on disk": len(spool.names(folder=spool.dead))}
     try:
         report["server_version"] = store_.server_version()
     except Exception as exc:  # pylint: disable=broad-except
@@ -1781,6 +1826,10 @@ def status():
             if "salt_returns" in schema.tables:
                 (last,) = store_.select(_SELECT_LAST_STORED, ())[0]
                 report["last_return"] = None if last is None else str(last)
+            if "eventstore_dead_letters" in schema.tables:
+                report["dead_letters"]["in the table"] = store_.select(
+                    "SELECT COUNT(*) FROM `eventstore_dead_letters`", ()
+                )[0][0]
         except Exception as exc:  # pylint: disable=broad-except
             problems.append(f"cannot read the tables: {exc}")
     report["healthy"] = not problems
@@ -1978,23 +2027,19 @@ def replay():
             break
         written += step
     left = len(writer.spool.names())
-    if left:
-        __context__["retcode"] = 1
-    return {
+    report = {
         "written back": written,
         "left in the spool": left,
         "spool": writer.spool.path,
         "dead letters on disk": len(writer.spool.names(folder=writer.spool.dead)),
+        "retcode": 0,
     }
+    if left:
+        report.update(_failed(f"{writer.db.describe()} is still unavailable"))
+    return report
 
 
-def _jid_hours_ago(hours, opts):
-    # Jids are the master's local time, or UTC with utc_jid.
-    now = datetime.datetime.utcnow() if opts.get("utc_jid") else datetime.datetime.now()
-    return (now - datetime.timedelta(hours=float(hours))).strftime("%Y%m%d%H%M%S%f")
-
-
-def backfill(jid=None, hours=24):
+def backfill(jid=None, since="24h", until=None):
     """
     Copy into the database every job load and return that the master job
     cache holds and the database lacks: returns the reactor never saw (the
@@ -2007,8 +2052,12 @@ def backfill(jid=None, hours=24):
     jid
         Only this job.
 
-    hours : 24
-        Only jobs started in the last ``hours`` hours (ignored with ``jid``).
+    since : 24h
+        Only jobs started since then (ignored with ``jid``): an age (``2h``,
+        ``3d``), a date, a date and time, ISO 8601, or a jid.
+
+    until
+        Only jobs started before then, in the same forms.
 
     To run it every hour from the master, add to the master config:
 
@@ -2019,14 +2068,15 @@ def backfill(jid=None, hours=24):
             function: eventstore.backfill
             hours: 1
             kwargs:
-              hours: 2
+              since: 2h
 
     CLI Example:
 
     .. code-block:: bash
 
         salt-run eventstore.backfill
-        salt-run eventstore.backfill hours=72
+        salt-run eventstore.backfill since=3d
+        salt-run eventstore.backfill since='2026-11-26 08:00' until='2026-11-26 09:00'
         salt-run eventstore.backfill jid=20260101120000000000
     """
     runtime = _runtime()
@@ -2035,13 +2085,22 @@ def backfill(jid=None, hours=24):
     if jid is not None:
         jids = [str(jid)]
     else:
-        oldest = _jid_hours_ago(hours, __opts__)
-        jids = sorted(j for j in returners[f"{cache}.get_jids"]() if str(j) >= oldest)
+        try:
+            low, high = _jid_range(since=since, until=until, now=_now())
+        except ValueError as exc:
+            return _invalid(exc)
+        jids = sorted(
+            str(j)
+            for j in returners[f"{cache}.get_jids"]()
+            if (low is None or str(j) >= low) and (high is None or str(j) < high)
+        )
     counts = {"jobs read": 0, "loads added": 0, "returns added": 0, "spooled": 0, "refused": 0}
     for job in jids:
         load = returners[f"{cache}.get_load"](job)
         if not load or str(load.get("fun", "")).startswith(("runner.", "wheel.")):
             continue  # gone, or the master's own runner and wheel jobs
+        if _is_ignored(str(load.get("fun", "")), runtime.config.ignore_funs):
+            continue
         counts["jobs read"] += 1
         rows = []
         try:

@@ -173,3 +173,9 @@ def test_init_that_cannot_create_the_tables_fails_with_the_reason(es, tmp_path):
     failed = es.init()
     assert failed["Error"].startswith("Could not create the tables in sqlite://")
     assert failed["retcode"] == es.__context__["retcode"] == 1
+
+
+def test_job_load_of_an_ignored_function_is_not_stored(es):
+    es.init()
+    assert es.store(*new_event(fun="saltutil.find_job")) == "ignored"
+    assert rows(es, "SELECT jid FROM jids") == []
