@@ -836,7 +836,7 @@ def _migration_plan(schema):
 
 # ---------------------------------------------------------------------------
 # Storage: the SQL is written once, in MySQL's quoting and placeholders; the
-# SQLite store translates the placeholders and the duplicate clause.
+# SQLite store translates its DDL, placeholders and few MySQL-only words.
 # ---------------------------------------------------------------------------
 
 _MYSQL_TABLES = (
@@ -869,33 +869,37 @@ _MYSQL_TABLES = (
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
 )
 
-_SQLITE_TABLES = (
-    """CREATE TABLE IF NOT EXISTS `jids` (
-  `jid` varchar(255) NOT NULL UNIQUE,
-  `load` mediumtext NOT NULL
-)""",
-    """CREATE TABLE IF NOT EXISTS `salt_returns` (
-  `fun` varchar(50) NOT NULL,
-  `jid` varchar(255) NOT NULL,
-  `return` mediumtext NOT NULL,
-  `id` varchar(255) NOT NULL,
-  `success` varchar(10) NOT NULL,
-  `full_ret` mediumtext NOT NULL,
-  `alter_time` TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-  UNIQUE (`jid`, `id`)
-)""",
-    "CREATE INDEX IF NOT EXISTS `salt_returns_id` ON `salt_returns` (`id`)",
-    "CREATE INDEX IF NOT EXISTS `salt_returns_fun` ON `salt_returns` (`fun`)",
-    """CREATE TABLE IF NOT EXISTS `eventstore_dead_letters` (
-  `jid` varchar(255) NOT NULL,
-  `id` varchar(255) NOT NULL,
-  `fun` varchar(50) NOT NULL,
-  `reason` varchar(1000) NOT NULL,
-  `data` longtext NOT NULL,
-  `alter_time` TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
-  UNIQUE (`jid`, `id`)
-)""",
-)
+
+def _sqlite_tables(mysql_tables):
+    """
+    SQLite's DDL, translated from the MySQL DDL so the layout is written once:
+    no table options, ``UNIQUE KEY name (cols)`` as ``UNIQUE (cols)``, and each
+    plain ``KEY`` as a ``CREATE INDEX`` (but the ones a unique key starts with).
+    """
+    statements = []
+    for statement in mysql_tables:
+        head, body = statement.split(" (\n", 1)
+        table = re.search(r"`(\w+)`$", head).group(1)
+        parts = [part.strip() for part in body[: body.rindex("\n)")].split(",\n")]
+        unique = [re.fullmatch(r"UNIQUE KEY `\w+` \((.+)\)", part) for part in parts]
+        unique_starts = {match.group(1).split(",")[0] for match in unique if match}
+        columns, indexes = [], []
+        for part in parts:
+            key = re.fullmatch(r"(UNIQUE )?KEY `(\w+)` \((.+)\)", part)
+            if not key:
+                columns.append(part)
+            elif key.group(1):
+                columns.append(f"UNIQUE ({key.group(3)})")
+            elif key.group(3) not in unique_starts:
+                indexes.append(
+                    f"CREATE INDEX IF NOT EXISTS `{table}_{key.group(2)}` ON `{table}` ({key.group(3)})"
+                )
+        statements.append(head + " (\n  " + ",\n  ".join(columns) + "\n)")
+        statements.extend(indexes)
+    return tuple(statements)
+
+
+_SQLITE_TABLES = _sqlite_tables(_MYSQL_TABLES)
 
 
 def _insert_sql(table, columns):
