@@ -112,7 +112,6 @@ class Demo:
             self.link = Path(tempfile.mkdtemp(prefix="esdemo-")) / "d"
             self.link.symlink_to(DEMO)
             root = self.link
-        self.root = root
         self.conf = root / "conf"
         srv = root / "srv"
         for sub in ("conf", "srv/salt/_runners", "srv/reactor", "master", "minion", "logs"):
@@ -157,7 +156,6 @@ class Demo:
             log_file=str(root / "logs" / "master.log"),
             key_logfile=str(root / "logs" / "key.log"),
             file_roots={"base": [str(srv / "salt")]},
-            worker_threads=2,
         )
         url = os.environ.get("EVENTSTORE_MYSQL_URL")
         if url:
@@ -177,7 +175,9 @@ class Demo:
             random_reauth_delay=0,
         )
         reactor_sls = yaml_path(srv / "reactor" / "eventstore.sls")
-        (self.conf / "master").write_text(
+        master_conf = self.conf / "master"
+        master_conf.touch(mode=0o600)  # it may hold the database password
+        master_conf.write_text(
             salt.utils.yaml.safe_dump(master, default_flow_style=False)
             + "\n"
             + "reactor:\n"
@@ -221,22 +221,37 @@ class Demo:
             if proc.poll() is not None:
                 raise DemoFailed(f"{name} exited with code {proc.returncode}, see {log_path}")
 
-    def stop_all(self):
-        for name in reversed(list(self.procs)):
-            proc, _ = self.procs[name]
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    say(f"{name} did not stop within 20 s: killing it")
-            # Whatever of its process group is left (its own children), by group id.
+    def stop_all(self, grace=20):
+        """
+        Stop every daemon we started, all at once: SIGTERM to each one's whole
+        process group (as systemd stops a unit; Salt 3007's minion otherwise
+        waits ~30 s for job processes that linger after returning), then
+        SIGKILL to whatever of a group is left after ``grace`` seconds.
+        """
+        begun = time.monotonic()
+        running = [(name, proc) for name, (proc, _) in self.procs.items() if proc.poll() is None]
+        if running:
+            say("stopping " + ", ".join(name for name, _ in running))
+        for _, proc in running:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for name, proc in running:
+            try:
+                proc.wait(timeout=max(0.1, begun + grace - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                say(f"{name} did not stop within {grace} s: killing it")
+        for proc, _ in self.procs.values():
+            # The group id is the daemon's pid (start_new_session): its leftovers.
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
             if proc.poll() is None:
                 proc.wait(timeout=10)
+        if running:
+            say(f"stopped in {time.monotonic() - begun:.1f} s")
         self.procs.clear()
         if self.link is not None:
             self.link.unlink(missing_ok=True)
@@ -278,8 +293,9 @@ class Demo:
         color = [] if sys.stdout.isatty() else ["--no-color"]
         cmd = [str(BIN / script), "-c", str(self.conf), *color, *args]
         try:
-            proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  timeout=120, check=False)
+            proc = subprocess.run(
+                cmd, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120, check=False
+            )
         except subprocess.TimeoutExpired:
             raise DemoFailed(f"{script} {shlex.join(args)} took over 120 s") from None
         sys.stdout.flush()
@@ -309,9 +325,8 @@ class Demo:
         raise DemoFailed(f"{MINION_ID} did not answer test.ping within {timeout} s")
 
     def run_job(self, *args):
-        """Run a job on the minion and wait for its return; give back its jid."""
-        code, out, err = self.cli("salt", "--show-jid", "--out=json", "-t", "90",
-                                  MINION_ID, *args)
+        """Run a job on the minion, waiting for its return; give back its jid."""
+        code, out, err = self.cli("salt", "--show-jid", "--out=json", "-t", "90", MINION_ID, *args)
         jid = None
         for line in out.splitlines():
             if line.startswith("jid: "):
@@ -385,7 +400,10 @@ def _terminate(signum, frame):
 
 
 def main():
+    # SIGTERM (kill, CI) and SIGHUP (terminal closed) end the demo like Ctrl-C:
+    # through the finally below, which stops the daemons.
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace")
     demo = Demo()
@@ -393,7 +411,6 @@ def main():
     code = 0
     try:
         demo.run()
-        say("", f"demo done in {time.monotonic() - started:.0f} s; logs in {DEMO / 'logs'}")
     except DemoFailed as exc:
         code = 1
         say("", f"demo FAILED: {exc}")
@@ -402,7 +419,7 @@ def main():
         say("", "interrupted")
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
-        say("", "terminated")
+        say("", "terminated by a signal")
     except Exception:
         code = 1
         import traceback
@@ -410,11 +427,13 @@ def main():
         traceback.print_exc()
     finally:
         # Not to be cut short by a second Ctrl-C: it ends within ~30 s anyway.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_IGN)
         demo.stop_all()
     if code:
         say("logs:", *(f"  {path}" for path in demo.logs()))
+    else:
+        say(f"demo done in {time.monotonic() - started:.0f} s; logs in {DEMO / 'logs'}")
     return code
 
 

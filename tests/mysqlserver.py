@@ -114,9 +114,12 @@ def _tail(path, lines=30):
 
 
 class ThrowawayServer(Server):
-    """A private mariadbd/mysqld in a temp dir; root has an empty password."""
+    """A private mariadbd/mysqld in a temp dir; root has an empty password.
 
-    def __init__(self, timeout=60):
+    `extra_args` go to the server's command line, e.g. `--ssl-ca=...` for TLS.
+    """
+
+    def __init__(self, timeout=60, extra_args=()):
         self.mysqld = server_binary()
         self.install_db = find_program("mariadb-install-db", "mysql_install_db")
         if not self.mysqld or not self.install_db:
@@ -129,6 +132,7 @@ class ThrowawayServer(Server):
         )
         self.datadir = os.path.join(self.tmpdir, "data")
         self.error_log = os.path.join(self.tmpdir, "error.log")
+        self.extra_args = list(extra_args)
         self.proc = None
         atexit.register(self.stop)  # in case the caller never gets to stop()
         try:
@@ -172,6 +176,7 @@ class ThrowawayServer(Server):
             f"--log-error={self.error_log}",
             "--skip-log-bin",
             "--skip-name-resolve",  # no DNS lookups per connection
+            *self.extra_args,
         ]
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -187,7 +192,7 @@ class ThrowawayServer(Server):
                 # TCP on purpose: that is how Salt's mysql returner will connect.
                 if self._our_server_answers_on_tcp():
                     return
-            except pymysql.err.OperationalError:
+            except pymysql.OperationalError:  # not pymysql.err.*: see _MySQLStore
                 pass  # not listening yet, or a server of someone else's (access denied)
             if time.monotonic() > deadline:
                 raise TimeoutError(

@@ -29,6 +29,36 @@ def load_runner(opts):
 
 JID = "20261126120000000000"
 
+# The mysql returner's documented schema (saltext-mysql's returners/mysql.py,
+# Salt's salt/returners/mysql.py before it), in a utf8 database as documented.
+RETURNER_DDL = (
+    """CREATE TABLE `jids` (
+  `jid` varchar(255) NOT NULL,
+  `load` mediumtext NOT NULL,
+  UNIQUE KEY `jid` (`jid`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8""",
+    """CREATE TABLE `salt_returns` (
+  `fun` varchar(50) NOT NULL,
+  `jid` varchar(255) NOT NULL,
+  `return` mediumtext NOT NULL,
+  `id` varchar(255) NOT NULL,
+  `success` varchar(10) NOT NULL,
+  `full_ret` mediumtext NOT NULL,
+  `alter_time` TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+  KEY `id` (`id`),
+  KEY `jid` (`jid`),
+  KEY `fun` (`fun`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8""",
+)
+
+
+def count(es, table="salt_returns"):
+    """
+    How many rows ``table`` holds, read through the runner's own store.
+    """
+    (n,) = es._store().select(f"SELECT COUNT(*) FROM `{table}`", ())[0]
+    return n
+
 
 def ret_event(minion="web1", jid=JID, fun="test.ping", ret=True, success=True, **extra):
     """

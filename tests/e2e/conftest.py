@@ -39,17 +39,34 @@ def e2e_user(mysql_server, e2e_database):
     conn.close()
 
 
-@pytest.fixture(scope="package")
-def master(salt_factories, mysql_server, e2e_database, e2e_user):
-    overrides = {
+def mysql_master_config(mysql_server, database, user, password):
+    """
+    Master config with this reactor and runner, storing into ``database``.
+    """
+    return {
         "reactor": REACTOR,
         # Loaded straight from the checkout; test_install.py covers sync_runners.
         "runner_dirs": [str(REPO / "_runners")],
         "mysql.host": mysql_server.host,
         "mysql.port": int(mysql_server.port),
-        "mysql.user": e2e_user[0],
-        "mysql.pass": e2e_user[1],
-        "mysql.db": e2e_database,
+        "mysql.user": user,
+        "mysql.pass": password,
+        "mysql.db": database,
+    }
+
+
+@pytest.fixture(scope="package")
+def master(salt_factories, mysql_server, e2e_database, e2e_user):
+    overrides = {
+        **mysql_master_config(mysql_server, e2e_database, *e2e_user),
+        # API users allowed parts of the runner only (test_operations.py),
+        # as docs/operations.md shows; "auto" lets any password in.
+        "external_auth": {
+            "auto": {
+                "ops": [{"@runner": ["eventstore\\.status", "eventstore\\.jobs"]}],
+                "webteam": [{"@runner": [{"eventstore\\.query": {"kwargs": {"minion": "web"}}}]}],
+            }
+        },
     }
     factory = salt_factories.salt_master_daemon("es-master", overrides=overrides)
     with factory.started():
@@ -68,8 +85,10 @@ def minion(master):
         yield factory
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture
 def client(master):
+    # One per test: a client left idle while other modules run stops seeing
+    # events (its subscription fills up and is dropped).
     with salt.client.get_local_client(master.config_file) as local:
         yield local
 

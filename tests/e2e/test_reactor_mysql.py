@@ -114,6 +114,16 @@ def test_salt_run_query_lists_the_latest_returns(master, client, minion, reactio
     assert [(r["jid"], r["minion"], r["return"]) for r in ret.data] == [(jid, minion.id, "latest")]
 
 
+def test_salt_run_jobs_lists_the_job_with_its_return_count(master, client, minion, reactions):
+    jid, _ = run_job(client, minion, "test.echo", ["listed"])
+    reactions.result(f"salt/job/{jid}/new")
+    reactions.result(f"salt/job/{jid}/ret/{minion.id}")
+    ret = master.salt_run_cli().run("eventstore.jobs", "fun=test.echo", "since=1h", "limit=1")
+    assert ret.returncode == 0
+    (listed,) = ret.data["jobs"]
+    assert (listed["JID"], listed["Arguments"], listed["Returned"]) == (jid, ["listed"], 1)
+
+
 @pytest.fixture
 def mysql_returner(master):
     """The official mysql returner (saltext-mysql on 3008), configured like our runner."""

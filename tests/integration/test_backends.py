@@ -4,26 +4,7 @@ The same runner behaviour on both backends: SQLite files and a real MariaDB.
 
 import threading
 
-import pytest
-from runnerlib import JID, load_runner, new_event, ret_event
-
-
-@pytest.fixture(params=["sqlite", "mysql"])
-def es(request, tmp_path):
-    if request.param == "sqlite":
-        opts = {"cachedir": str(tmp_path)}
-    else:
-        opts = dict(request.getfixturevalue("mysql_opts"), cachedir=str(tmp_path))
-    # Events are taken as they come here; test_verify.py checks them against a job cache.
-    opts["eventstore"] = {"verify_returns": False}
-    runner = load_runner(opts)
-    runner.init()
-    return runner
-
-
-def count(es, table="salt_returns"):
-    (n,) = es._store().select(f"SELECT COUNT(*) FROM `{table}`", ())[0]
-    return n
+from runnerlib import JID, count, new_event, ret_event
 
 
 def test_store_and_query_round_trip(es):

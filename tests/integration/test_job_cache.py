@@ -165,7 +165,7 @@ def test_backfill_without_a_jid_reads_the_recent_jobs(es, job_cache, master_opts
     job_cache.ret(ret_event(jid=recent))
     job_cache.publish(jid="20000101000000000000")  # older than any window
     job_cache.ret(ret_event(jid="20000101000000000000"))
-    counts = es.backfill(hours=1)
+    counts = es.backfill(since="1h")
     assert counts["returns added"] == 1
     assert es.query(jid=recent) == {"web1": True}
 

@@ -83,6 +83,22 @@ def test_store_reconnects_after_the_server_drops_its_connection(es, mysql_server
     assert sorted(es.query(jid=JID)) == ["after", "before"]
 
 
+def test_store_reconnects_after_pymysql_was_installed_as_mysqldb(mysql_opts, mysql_server):
+    # What saltext-mysql's returner does when the master loads it: afterwards
+    # pymysql.err is a second copy of the module, whose classes nothing raises.
+    import pymysql
+
+    pymysql.install_as_MySQLdb()
+    import MySQLdb.err  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+
+    es = load_runner(mysql_opts)
+    es.init()
+    es.store(*ret_event(minion="before"))
+    with mysql_server.connect().cursor() as cur:
+        cur.execute(f"KILL {int(es._store()._connection().thread_id())}")
+    assert es.store(*ret_event(minion="after")) == "stored"
+
+
 def test_store_without_tables_spools_and_logs_the_missing_table(mysql_opts, caplog):
     es = load_runner(mysql_opts)  # no init()
     assert es.store(*ret_event()) == "spooled"

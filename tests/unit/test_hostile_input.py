@@ -133,3 +133,8 @@ def test_query_shows_a_dead_letter_with_its_reason(es):
     es.store(*ret_event(ret="x" * (16 * 1024 * 1024)))
     (shown,) = es.query(jid=JID).values()
     assert shown.startswith("Not stored: ") and "more than a mediumtext column holds" in shown
+
+
+def test_status_counts_the_dead_letters(es):
+    es.store(*ret_event(ret="x" * (16 * 1024 * 1024)))
+    assert es.status()["dead_letters"] == {"on disk": 0, "in the table": 1}

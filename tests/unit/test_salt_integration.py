@@ -2,9 +2,12 @@
 The runner and the reactor SLS as Salt itself loads and renders them (no daemons).
 """
 
+import inspect
 import json
+import textwrap
 
 import pytest
+import salt.utils.yaml
 import salt.config
 import salt.loader
 import salt.template
@@ -45,8 +48,12 @@ def test_salt_loads_exactly_the_documented_functions(runners):
     assert {n for n in runners if n.startswith("eventstore.")} == {
         "eventstore.backfill",
         "eventstore.init",
+        "eventstore.jobs",
+        "eventstore.migrate",
+        "eventstore.prune",
         "eventstore.query",
         "eventstore.replay",
+        "eventstore.status",
         "eventstore.store",
         "eventstore.store_events",
     }
@@ -56,6 +63,14 @@ def test_every_public_function_documents_a_cli_example(runners):
     for name in (n for n in runners if n.startswith("eventstore.")):
         assert "CLI Example:" in runners[name].__doc__, name
         assert f"salt-run {name}" in runners[name].__doc__, name
+
+
+def test_documented_prune_schedule_calls_prune_with_arguments_it_takes(runners):
+    doc = runners["eventstore.prune"].__doc__
+    block = doc[doc.index("        schedule:") : doc.index("    CLI Example:")]
+    entry = salt.utils.yaml.safe_load(textwrap.dedent(block))["schedule"]["eventstore_prune"]
+    assert entry["function"] in runners
+    inspect.signature(runners[entry["function"]]).bind(**entry["kwargs"])
 
 
 def test_loaded_runner_stores_and_queries(runners):

@@ -109,7 +109,7 @@ def test_replay_while_still_down_leaves_the_spool_and_exits_non_zero(es):
     es.store(*ret_event())
     result = es.replay()
     assert result["left in the spool"] == 1
-    assert es.__context__["retcode"] == 1
+    assert result["retcode"] == 1  # what salt-run exits with
 
 
 def test_a_return_spooled_twice_is_stored_once(es, outage):
@@ -151,3 +151,9 @@ def test_a_batch_made_while_the_database_is_down_is_spooled_and_written_back(es,
     outage.end()
     assert es.replay()["written back"] == 11
     assert sorted(es.query(jid=JID)) == [f"m{n}" for n in range(10)]
+
+
+def test_status_counts_the_rows_waiting_in_the_spool(es):
+    es.store(*ret_event(minion="a"))
+    es.store(*ret_event(minion="b"))
+    assert es.status()["spool"]["rows waiting"] == 2

@@ -151,3 +151,31 @@ def test_query_glob_treats_sql_wildcards_literally(es):
     es.store(*ret_event(minion="web_1"))
     es.store(*ret_event(minion="webX1"))
     assert [r["minion"] for r in es.query(minion="web_1")] == ["web_1"]
+
+
+def test_status_when_the_database_cannot_be_opened_is_unhealthy_and_fails(es, tmp_path):
+    es.__opts__["eventstore"] = {"sqlite_path": str(tmp_path / "a-file" / "db")}
+    (tmp_path / "a-file").write_text("a file where a folder should be")
+    report = es.status()
+    assert report["healthy"] is False
+    assert report["problems"][0].startswith("cannot connect: ")
+    assert report["retcode"] == es.__context__["retcode"] == 1
+
+
+def test_migrate_on_sqlite_has_nothing_to_do(es):
+    assert es.migrate().startswith("Nothing to migrate in sqlite://")
+    assert "retcode" not in es.__context__
+
+
+def test_init_that_cannot_create_the_tables_fails_with_the_reason(es, tmp_path):
+    es.__opts__["eventstore"] = {"sqlite_path": str(tmp_path / "a-file" / "db")}
+    (tmp_path / "a-file").write_text("a file where a folder should be")
+    failed = es.init()
+    assert failed["Error"].startswith("Could not create the tables in sqlite://")
+    assert failed["retcode"] == es.__context__["retcode"] == 1
+
+
+def test_job_load_of_an_ignored_function_is_not_stored(es):
+    es.init()
+    assert es.store(*new_event(fun="saltutil.find_job")) == "ignored"
+    assert rows(es, "SELECT jid FROM jids") == []

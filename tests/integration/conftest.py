@@ -1,0 +1,27 @@
+"""
+The runner on both backends: every test that takes ``es`` runs on a SQLite file
+and on a real MariaDB database, each made by ``eventstore.init``.
+"""
+
+import pytest
+from runnerlib import load_runner
+
+
+@pytest.fixture
+def mysql_runner_opts(mysql_opts, tmp_path):
+    """
+    ``mysql_opts`` plus a cachedir for the spool, and events taken as they
+    come: no job cache to check them against (test_job_cache.py covers that).
+    """
+    return dict(mysql_opts, cachedir=str(tmp_path), eventstore={"verify_returns": False})
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def es(request, tmp_path):
+    if request.param == "sqlite":
+        opts = {"cachedir": str(tmp_path), "eventstore": {"verify_returns": False}}
+    else:
+        opts = request.getfixturevalue("mysql_runner_opts")
+    runner = load_runner(opts)
+    runner.init()
+    return runner

@@ -1,0 +1,197 @@
+"""
+A MySQL database made from Salt's documented mysql returner schema: init and
+status say how it differs, migrate upgrades it (utf8mb4_bin, no duplicate
+returns, the unique key on (jid, id)) and keeps every distinct return.
+"""
+
+import json
+
+import pytest
+from runnerlib import JID, RETURNER_DDL, load_runner, ret_event
+
+@pytest.fixture
+def db(mysql_server, mysql_database):
+    conn = mysql_server.connect(mysql_database)
+    with conn.cursor() as cur:
+        cur.execute(f"ALTER DATABASE `{mysql_database}` CHARACTER SET utf8 COLLATE utf8_general_ci")
+        for statement in RETURNER_DDL:
+            cur.execute(statement)
+        cur.execute("SET time_zone = '+00:00'")
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+def es(db, mysql_runner_opts):
+    return load_runner(mysql_runner_opts)
+
+
+def put(db, minion, alter_time, marker, jid=JID):
+    """
+    A return as the mysql returner writes it, stored at ``alter_time``;
+    ``marker`` (its return) tells the copies apart.
+    """
+    full_ret = json.dumps({"id": minion, "jid": jid, "fun": "test.ping", "return": marker})
+    with db.cursor() as cur:
+        cur.execute(
+            "INSERT INTO salt_returns (fun, jid, `return`, id, success, full_ret, alter_time)"
+            " VALUES ('test.ping', %s, %s, %s, '1', %s, %s)",
+            (jid, json.dumps(marker), minion, full_ret, alter_time),
+        )
+
+
+def stored(db):
+    with db.cursor() as cur:
+        cur.execute("SELECT id, `return`, alter_time FROM salt_returns ORDER BY id, alter_time")
+        return [(minion, json.loads(ret), str(time)) for minion, ret, time in cur.fetchall()]
+
+
+def create_table(db, table):
+    with db.cursor() as cur:
+        cur.execute(f"SHOW CREATE TABLE `{table}`")
+        return cur.fetchone()[1]
+
+
+def full_columns(conn, table):
+    with conn.cursor() as cur:
+        cur.execute(f"SHOW FULL COLUMNS FROM `{table}`")
+        return [row[:4] for row in cur.fetchall()]  # name, type, collation, null
+
+
+def test_init_on_a_returner_database_says_what_differs(es):
+    said = es.init()
+    assert "differ from eventstore's layout" in said and "ready" not in said
+    assert "- salt_returns has no unique key on (jid, id): a return stored twice is two rows" in said
+    assert "- jids is utf8mb3_general_ci, not utf8mb4_bin" in said
+    assert "salt-run eventstore.migrate test=True" in said
+
+
+def test_status_on_a_returner_database_says_init_makes_eventstores_own_table(es):
+    report = es.status()
+    assert report["healthy"] is False
+    assert report["problems"] == [
+        "table eventstore_dead_letters is missing: salt-run eventstore.init makes it"
+    ]
+
+
+def test_status_after_init_lists_the_differences_but_stays_healthy(es):
+    es.init()
+    report = es.status()
+    assert report["healthy"] is True
+    assert "salt_returns has no unique key on (jid, id): a return stored twice is two rows" in (
+        report["schema"]
+    )
+
+
+def test_migrate_test_shows_the_steps_and_changes_nothing(es, db):
+    put(db, "web1", "2026-11-26 10:00:01", "first")
+    put(db, "web1", "2026-11-26 10:00:02", "again")
+    put(db, "web1", "2026-11-26 10:00:03", "and again")
+    before = [create_table(db, table) for table in ("jids", "salt_returns")]
+    report = es.migrate(test=True)
+    assert report["result"] == "Would upgrade (test=True: nothing was changed)"
+    assert report["steps"][0].startswith(
+        "ALTER TABLE `jids` CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+    )
+    assert "remove 2 duplicate returns of 1 (jid, id) pairs" in report["steps"][2]
+    assert report["steps"][3] == es._ADD_UNIQUE_KEY
+    assert [create_table(db, table) for table in ("jids", "salt_returns")] == before
+    assert len(stored(db)) == 3
+
+
+def test_migrate_gives_the_columns_init_makes(es, db, mysql_server, mysql_runner_opts):
+    assert es.migrate()["result"] == "Upgraded: the tables have eventstore's layout"
+    fresh = mysql_server.create_database()
+    try:
+        load_runner({**mysql_runner_opts, "mysql.db": fresh}).init()
+        by_init = mysql_server.connect(fresh)
+        for table in ("jids", "salt_returns"):
+            assert full_columns(db, table) == full_columns(by_init, table)
+    finally:
+        mysql_server.drop_database(fresh)
+
+
+def test_migrate_keeps_the_first_stored_copy_of_a_duplicated_return(es, db):
+    put(db, "web1", "2026-11-26 10:00:02", "second")
+    put(db, "web1", "2026-11-26 10:00:01", "first")
+    put(db, "web1", "2026-11-26 10:00:03", "third")
+    es.migrate()
+    assert stored(db) == [("web1", "first", "2026-11-26 10:00:01")]
+
+
+def test_migrate_breaks_a_tie_in_time_by_the_lowest_full_ret(es, db):
+    put(db, "web1", "2026-11-26 10:00:01", "b")
+    put(db, "web1", "2026-11-26 10:00:01", "a")
+    es.migrate()
+    assert stored(db) == [("web1", "a", "2026-11-26 10:00:01")]
+
+
+def test_migrate_keeps_minion_ids_differing_in_case_apart(es, db):
+    put(db, "Web1", "2026-11-26 10:00:01", "upper")
+    put(db, "web1", "2026-11-26 10:00:01", "lower")
+    es.migrate()
+    assert sorted(stored(db)) == [
+        ("Web1", "upper", "2026-11-26 10:00:01"),
+        ("web1", "lower", "2026-11-26 10:00:01"),
+    ]
+
+
+def test_migrate_leaves_returns_stored_once_as_they_are(es, db):
+    put(db, "web1", "2026-11-26 10:00:01", "one")
+    put(db, "web2", "2026-11-26 10:00:02", "two", jid="20261126100000000000")
+    put(db, "web2", "2026-11-26 10:00:03", "copy", jid="20261126100000000000")
+    put(db, "web2", "2026-11-26 10:00:04", "other job", jid="20261126110000000000")
+    es.migrate()
+    assert stored(db) == [
+        ("web1", "one", "2026-11-26 10:00:01"),
+        ("web2", "two", "2026-11-26 10:00:02"),
+        ("web2", "other job", "2026-11-26 10:00:04"),
+    ]
+
+
+def test_migrate_in_batches_of_one_pair_removes_every_duplicate(es, db):
+    for minion in ("a", "b", "c"):
+        put(db, minion, "2026-11-26 10:00:01", f"{minion} first")
+        put(db, minion, "2026-11-26 10:00:02", f"{minion} again")
+    report = es.migrate(batch_size=1)
+    assert "remove 3 duplicate returns of 3 (jid, id) pairs" in report["steps"][2]
+    assert [ret for _, ret, _ in stored(db)] == ["a first", "b first", "c first"]
+
+
+def test_after_migrate_a_return_stored_again_is_a_duplicate(es):
+    es.migrate()
+    tag, data = ret_event()
+    assert [es.store(tag, data), es.store(tag, data)] == ["stored", "duplicate"]
+
+
+def test_after_init_and_migrate_four_byte_characters_are_stored(es):
+    es.init()  # eventstore's own table, which query reads too
+    es.migrate()
+    assert es.store(*ret_event(ret="\U0001f680")) == "stored"
+    assert es.query(jid=JID) == {"web1": "\U0001f680"}
+
+
+def test_after_migrate_init_says_ready_and_migrate_has_nothing_to_do(es):
+    es.migrate()
+    assert "are ready in" in es.init()
+    assert es.migrate()["result"] == "Nothing to do: the tables have eventstore's layout"
+
+
+def test_migrate_keeps_load_rows_whole(es, db):
+    load = json.dumps({"fun": "cmd.run", "arg": ["printf grüße"], "jid": JID})
+    with db.cursor() as cur:
+        cur.execute("INSERT INTO jids (jid, `load`) VALUES (%s, %s)", (JID, load))
+    es.migrate()
+    with db.cursor() as cur:
+        cur.execute("SELECT `load` FROM jids")
+        assert cur.fetchone()[0] == load
+
+
+def test_migrate_without_the_tables_fails_and_says_to_run_init(mysql_runner_opts, db):
+    with db.cursor() as cur:
+        cur.execute("DROP TABLE salt_returns")
+    es = load_runner(mysql_runner_opts)
+    assert es.migrate()["result"] == (
+        "Failed: table salt_returns missing: salt-run eventstore.init makes it"
+    )
+    assert es.migrate()["retcode"] == es.__context__["retcode"] == 1
