@@ -36,7 +36,7 @@ and add to the master config (the runner's settings, ``mysql.*`` and
       - eventstore:
           batch_size: 500     # events stored in one call, one transaction per table, at most
           max_delay: 0.2      # seconds the first event of a batch waits for more, at most
-          queue_size: 2000    # events read but not yet stored, at most; then the reader waits
+          queue_mib: 256      # MiB of events read but not yet stored, at most; then the reader waits
           stop_timeout: 3     # seconds to store what is queued when the master stops
 
 Drop the ``salt/job/*`` lines of the eventstore reactor when you enable the
@@ -46,19 +46,24 @@ minion)), but the reactor's cost per event stays.
 Back-pressure
 -------------
 
-When the database is slower than the bus, the queue fills and the reader stops
-reading: memory stays bounded by ``queue_size`` events here.  The events not
-read yet wait in the master's event publisher, which buffers them for this
-subscriber (unbounded in memory unless ``ipc_write_buffer`` is set) and drops
-the subscriber when more than ``pub_server_write_queue_size`` (10,000) writes
-wait for it, or one waits longer than ``publish_drain_timeout`` (60 s).  The
-engine then reconnects; returns of that gap are still in the job cache, and
-``salt-run eventstore.backfill`` copies them.  The reactor behaves differently:
-it never stops reading, and drops reactions once ``reactor_worker_hwm`` wait.
-While the database is down the rows are spooled to disk, so the writer keeps
-pace at the spool's speed.
+The reader keeps events as the bus delivers them (msgpack bytes, the tag read
+without decoding the rest), so it drains the master's publisher much faster
+than the writer stores, and a burst waits here rather than in the publisher.
+When the database is slower than the bus for long, the queue fills and the
+reader stops reading: memory stays bounded by ``queue_mib`` (plus the batch
+being written, decoded).  The events not read yet then wait in the master's
+event publisher, which buffers them for this subscriber (unbounded in memory
+unless ``ipc_write_buffer`` is set) and drops the subscriber when more than
+``pub_server_write_queue_size`` (10,000) writes wait for it, or one waits
+longer than ``publish_drain_timeout`` (60 s).  The engine then reconnects;
+returns of that gap are still in the job cache, and ``salt-run
+eventstore.backfill`` copies them.  The reactor behaves differently: it never
+stops reading, and drops reactions once ``reactor_worker_hwm`` wait.  While
+the database is down the rows are spooled to disk, so the writer keeps pace at
+the spool's speed.
 """
 
+import collections
 import logging
 import queue
 import signal
@@ -67,15 +72,21 @@ import time
 
 import salt.utils.event
 
+try:
+    from tornado.iostream import StreamClosedError
+except ImportError:  # pragma: no cover - tornado is a dependency of every Salt
+    StreamClosedError = OSError
+
 log = logging.getLogger(__name__)
 
 __virtualname__ = "eventstore"
 
 #: What the runner stores; every other tag stays off the queue.  The runner
 #: decides what is a job event; this only has to let all of those through.
-JOB_TAG_PREFIX = "salt/job/"
+JOB_TAG_PREFIX = b"salt/job/"
+TAGEND = salt.utils.event.TAGEND.encode()
 
-_STOP = object()
+_STOP = b""  # no event is empty
 
 
 def __virtual__():
@@ -84,17 +95,58 @@ def __virtual__():
     return __virtualname__
 
 
-def _is_job_event(tag):
-    return tag.endswith("/new") or "/ret/" in tag
+def _job_tag(raw):
+    """
+    The tag of a raw event (``tag``, ``TAGEND``, msgpack data) when it is a
+    job's load or return, else ``None``: read without decoding the data.
+    """
+    if not raw.startswith(JOB_TAG_PREFIX):
+        return None
+    tag = raw[: raw.find(TAGEND)]
+    return tag if tag.endswith(b"/new") or b"/ret/" in tag else None
 
 
-def start(batch_size=500, max_delay=0.2, queue_size=2000, stop_timeout=3):
+class _ByteQueue:
+    """
+    Raw events waiting for the writer, at most ``limit`` bytes of them (one
+    bigger event still goes in, alone): ``put`` waits while it is full.
+    """
+
+    def __init__(self, limit):
+        self.limit = limit
+        self.size = 0
+        self._items = collections.deque()
+        self._changed = threading.Condition()
+
+    def put(self, item, timeout=None):
+        with self._changed:
+            room = lambda: not self.size or self.size + len(item) <= self.limit  # noqa: E731
+            if not self._changed.wait_for(room, timeout):
+                raise queue.Full
+            self._items.append(item)
+            self.size += len(item)
+            self._changed.notify_all()
+
+    def get(self, timeout=None):
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._items, timeout):
+                raise queue.Empty
+            item = self._items.popleft()
+            self.size -= len(item)
+            self._changed.notify_all()
+            return item
+
+    def qsize(self):
+        return len(self._items)
+
+
+def start(batch_size=500, max_delay=0.2, queue_mib=256, stop_timeout=3):
     """
     Read job events off the master bus and store them in batches until the
     master stops.
     """
     store_events = __runners__["eventstore.store_events"]
-    events = queue.Queue(maxsize=int(queue_size))
+    events = _ByteQueue(int(float(queue_mib) * 1024 * 1024))
     writer = threading.Thread(
         target=_write,
         args=(events, store_events, int(batch_size), float(max_delay)),
@@ -136,19 +188,40 @@ def _drain(events, writer, timeout):
 def _read(events, stopping):
     with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=True) as bus:
         while not stopping.is_set():
-            # Salt's own prefix match, before the event waits in any queue.
-            event = bus.get_event(
-                wait=1, tag=JOB_TAG_PREFIX, match_type="startswith", full=True, auto_reconnect=True
-            )
-            if event is None or not _is_job_event(event["tag"]):
-                continue
-            # Blocks while the queue is full: back-pressure, not memory.
-            events.put({"tag": event["tag"], "data": event["data"]})
+            raw = _receive(bus)
+            if raw and _job_tag(raw):
+                # Blocks while the queue is full: back-pressure, not memory.
+                events.put(raw)
+
+
+def _receive(bus, timeout=1):
+    """
+    One raw event from the bus, or ``None``: what ``get_event`` reads before
+    it decodes anything (``recv`` since Salt 3007, ``read`` before).
+    """
+    try:
+        if not bus.cpub and not bus.connect_pub(timeout=timeout):
+            time.sleep(timeout)
+            return None
+        subscriber = bus.subscriber
+        receive = getattr(subscriber, "recv", None) or subscriber.read
+        return receive(timeout=timeout)
+    except StreamClosedError:
+        bus.close_pub()  # reconnected at the next call
+        return None
 
 
 def _write(events, store_events, batch_size, max_delay):
     while True:
-        batch, stop = _next_batch(events, batch_size, max_delay)
+        raws, stop = _next_batch(events, batch_size, max_delay)
+        batch = []
+        for raw in raws:
+            try:
+                tag, data = salt.utils.event.SaltEvent.unpack(raw)
+            except Exception:  # pylint: disable=broad-except
+                log.warning("eventstore engine: skipping an event it cannot decode")
+                continue
+            batch.append({"tag": tag, "data": data})
         if batch:
             try:
                 counts = store_events(batch)
@@ -172,7 +245,7 @@ def _next_batch(events, batch_size, max_delay):
     whether the reader has stopped.
     """
     first = events.get()
-    if first is _STOP:
+    if first == _STOP:
         return [], True
     batch = [first]
     deadline = time.monotonic() + max_delay
@@ -181,7 +254,7 @@ def _next_batch(events, batch_size, max_delay):
             event = events.get(timeout=max(deadline - time.monotonic(), 0))
         except queue.Empty:
             break
-        if event is _STOP:
+        if event == _STOP:
             return batch, True
         batch.append(event)
     return batch, False

@@ -9,6 +9,7 @@ import queue
 import pytest
 import salt.config
 import salt.loader
+import salt.utils.event
 from runnerlib import REPO
 
 ENGINE_PATH = REPO / "_engines" / "eventstore.py"
@@ -37,20 +38,55 @@ def test_salt_loads_the_engine_on_a_master(tmp_path):
 
 
 def test_the_engine_documents_its_configuration(engine):
-    for key in ("batch_size", "max_delay", "queue_size", "stop_timeout", "engines:"):
+    for key in ("batch_size", "max_delay", "queue_mib", "stop_timeout", "engines:"):
         assert key in engine.__doc__, key
+
+
+def raw(tag, data=None):
+    """An event as the bus carries it: what the engine's reader queues."""
+    return salt.utils.event.SaltEvent.pack(tag, data or {"id": "web1"})
 
 
 @pytest.mark.parametrize(
     "tag", ["salt/job/20261126120000000000/new", "salt/job/20261126120000000000/ret/web1"]
 )
 def test_job_loads_and_returns_pass_the_prefilter(engine, tag):
-    assert tag.startswith(engine.JOB_TAG_PREFIX) and engine._is_job_event(tag)
+    assert engine._job_tag(raw(tag)) == tag.encode()
 
 
-@pytest.mark.parametrize("tag", ["salt/job/20261126120000000000/prog/web1/0", "salt/job/x/publish"])
-def test_other_job_events_stay_off_the_queue(engine, tag):
-    assert not engine._is_job_event(tag)
+@pytest.mark.parametrize(
+    "tag", ["salt/job/20261126120000000000/prog/web1/0", "salt/job/x/publish", "salt/auth", "new"]
+)
+def test_other_events_stay_off_the_queue(engine, tag):
+    assert engine._job_tag(raw(tag)) is None
+
+
+def test_a_return_s_data_does_not_fool_the_prefilter(engine):
+    assert engine._job_tag(raw("salt/auth", {"tag": "salt/job/1/ret/x"})) is None
+
+
+def test_the_queue_counts_the_bytes_it_holds(engine):
+    events = engine._ByteQueue(100)
+    events.put(b"x" * 60)
+    events.put(b"y" * 40)
+    assert events.size == 100
+    assert events.get() == b"x" * 60
+    assert events.size == 40
+
+
+def test_the_queue_takes_no_event_past_its_limit(engine):
+    events = engine._ByteQueue(100)
+    events.put(b"x" * 60)
+    with pytest.raises(queue.Full):
+        events.put(b"y" * 41, timeout=0)
+
+
+def test_an_event_bigger_than_the_queue_goes_in_alone(engine):
+    events = engine._ByteQueue(100)
+    events.put(b"x" * 500)
+    with pytest.raises(queue.Full):
+        events.put(b"y", timeout=0)
+    assert events.get() == b"x" * 500
 
 
 def test_a_batch_holds_at_most_batch_size_events(engine):
