@@ -145,6 +145,12 @@ def start(batch_size=500, max_delay=0.2, queue_mib=256, stop_timeout=3):
     Read job events off the master bus and store them in batches until the
     master stops.
     """
+    if "eventstore.store_events" not in __runners__:
+        log.error(
+            "eventstore engine: the eventstore runner is not loaded: "
+            "salt-run saltutil.sync_runners, then restart the master"
+        )
+        return
     store_events = __runners__["eventstore.store_events"]
     events = _ByteQueue(int(float(queue_mib) * 1024 * 1024))
     writer = threading.Thread(
