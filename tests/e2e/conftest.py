@@ -22,6 +22,17 @@ def e2e_database(mysql_server):
     mysql_server.drop_database(name)
 
 
+@pytest.fixture(scope="module")
+def module_database(mysql_server):
+    """
+    A database for a master of the test module's own; a module that names it
+    its ``e2e_database`` gets the ``db`` fixture on it.
+    """
+    name = mysql_server.create_database()
+    yield name
+    mysql_server.drop_database(name)
+
+
 @pytest.fixture(scope="package")
 def e2e_user(mysql_server, e2e_database):
     """
@@ -53,6 +64,18 @@ def mysql_master_config(mysql_server, database, user, password):
         "mysql.pass": password,
         "mysql.db": database,
     }
+
+
+def engine_master_config(mysql_server, database, reactor=False, **engine):
+    """
+    Master config running the eventstore engine with ``engine`` settings (and
+    the reactor too, with ``reactor``), storing into ``database``.
+    """
+    config = mysql_master_config(mysql_server, database, mysql_server.user, mysql_server.password)
+    if not reactor:
+        del config["reactor"]
+    config.update(engines_dirs=[str(REPO / "_engines")], engines=[{"eventstore": engine}])
+    return config
 
 
 @pytest.fixture(scope="package")

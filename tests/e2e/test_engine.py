@@ -8,30 +8,18 @@ import time
 
 import pytest
 import salt.client
-from conftest import run_job
-from runnerlib import REPO
+from conftest import engine_master_config, run_job
 from test_hostile_minion import forge, forged_return
 
 
 @pytest.fixture(scope="module")
-def engine_database(mysql_server):
-    name = mysql_server.create_database()
-    yield name
-    mysql_server.drop_database(name)
+def e2e_database(module_database):
+    return module_database
 
 
 @pytest.fixture(scope="module")
-def engine_master(salt_factories, mysql_server, engine_database):
-    overrides = {
-        "runner_dirs": [str(REPO / "_runners")],
-        "engines_dirs": [str(REPO / "_engines")],
-        "engines": [{"eventstore": {"batch_size": 100, "max_delay": 0.1}}],
-        "mysql.host": mysql_server.host,
-        "mysql.port": int(mysql_server.port),
-        "mysql.user": mysql_server.user,
-        "mysql.pass": mysql_server.password,
-        "mysql.db": engine_database,
-    }
+def engine_master(salt_factories, mysql_server, e2e_database):
+    overrides = engine_master_config(mysql_server, e2e_database, batch_size=100, max_delay=0.1)
     factory = salt_factories.salt_master_daemon("es-engine-master", overrides=overrides)
     with factory.started():
         assert factory.salt_run_cli().run("eventstore.init").returncode == 0
@@ -48,17 +36,10 @@ def engine_minion(engine_master):
         yield factory
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def engine_client(engine_master):
     with salt.client.get_local_client(engine_master.config_file) as local:
         yield local
-
-
-@pytest.fixture
-def db(mysql_server, engine_database):
-    conn = mysql_server.connect(engine_database)
-    yield conn
-    conn.close()
 
 
 def rows_of(db, jid, expected=1, timeout=60):

@@ -5,44 +5,24 @@ and every return is stored once, whichever of the two writes it first.
 
 import pytest
 import salt.client
-from conftest import REACTOR, Reactions, run_job
-from runnerlib import REPO
+from conftest import Reactions, engine_master_config, run_job
 from test_engine import rows_of
 
 
 @pytest.fixture(scope="module")
-def both_database(mysql_server):
-    name = mysql_server.create_database()
-    yield name
-    mysql_server.drop_database(name)
+def e2e_database(module_database):
+    return module_database
 
 
 @pytest.fixture(scope="module")
-def both_master(salt_factories, mysql_server, both_database):
-    overrides = {
-        "reactor": REACTOR,
-        "runner_dirs": [str(REPO / "_runners")],
-        "engines_dirs": [str(REPO / "_engines")],
-        "engines": [{"eventstore": {"max_delay": 0.05}}],
-        "mysql.host": mysql_server.host,
-        "mysql.port": int(mysql_server.port),
-        "mysql.user": mysql_server.user,
-        "mysql.pass": mysql_server.password,
-        "mysql.db": both_database,
-    }
+def both_master(salt_factories, mysql_server, e2e_database):
+    overrides = engine_master_config(mysql_server, e2e_database, reactor=True, max_delay=0.05)
     factory = salt_factories.salt_master_daemon("es-both-master", overrides=overrides)
     with factory.started():
         assert factory.salt_run_cli().run("eventstore.init").returncode == 0
         minion = factory.salt_minion_daemon("es-both-minion")
         with minion.started():
             yield factory, minion
-
-
-@pytest.fixture
-def db(mysql_server, both_database):
-    conn = mysql_server.connect(both_database)
-    yield conn
-    conn.close()
 
 
 def test_the_reactor_and_the_engine_together_store_each_return_once(both_master, db, event_listener):
