@@ -238,41 +238,55 @@ def part_reactor(bench, returns, rounds):
 
 
 def part_latency(bench, rig, rate=20, seconds=30):
-    say(f"latency: eventstore reactor mode at a steady {rate} returns/s for {seconds} s")
-    jobs = workload.burst(rate * seconds)
+    say(f"latency: reactor mode at a steady {rate} returns/s for {seconds} s, eventstore and do-nothing")
+    for mode in ("eventstore", "noop"):
+        latencies, lost = steady(bench, rig, mode, rate, seconds)
+        row(
+            "latency", f"{rate} returns/s, " + ("eventstore" if mode != "noop" else "do-nothing runner"),
+            returns=len(latencies),
+            lost=lost,
+            other=f"event to {'committed row' if mode != 'noop' else 'runner done'}:"
+            f" p50 {pct(latencies, 50):.0f} ms, p90 {pct(latencies, 90):.0f} ms,"
+            f" p99 {pct(latencies, 99):.0f} ms, max {max(latencies):.0f} ms",
+        )
+
+
+def steady(bench, rig, mode, rate, seconds):
+    """
+    Fire returns at ``rate`` a second; when each was fired and when it was
+    seen done (polled every 10 ms): a row committed, or the do-nothing
+    runner's counter past it (reactions run in ten threads: about in order).
+    """
+    jobs = workload.burst(rate * seconds, "bench/noop" if mode == "noop" else "salt/job")
     rig["cache"].save(jobs)
     events = workload.events_of(jobs)
-    fired = {}
-
-    def fire():
-        for (tag, data), when in zip(events, rig["bus"].fire(events, rate=rate)):
-            fired[tag] = when
-
-    thread = threading.Thread(target=fire)
-    thread.start()
+    fired = []
+    thread = threading.Thread(target=lambda: fired.extend(rig["bus"].fire(events, rate=rate)))
+    base = rig["noop"]()
     seen = {}
+    thread.start()
     with bench.db.connect(rig["db"]) as conn:
-        while thread.is_alive() or len(seen) < len(events) - len(jobs):
-            with conn.cursor() as cur:
-                cur.execute(
-                    "SELECT jid, id FROM salt_returns WHERE jid IN %s", ([job.jid for job in jobs],)
-                )
-                now = time.time()
-                for jid, minion in cur.fetchall():
-                    seen.setdefault(f"salt/job/{jid}/ret/{minion}", now)
-            conn.commit()
-            if not thread.is_alive() and time.time() - max(fired.values()) > 30:
+        while thread.is_alive() or len(seen) < len(events):
+            now = time.time()
+            if mode == "noop":
+                for n in range(len(seen), rig["noop"]() - base):
+                    seen[n] = now
+            else:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT jid, id FROM salt_returns WHERE jid IN %s",
+                                ([job.jid for job in jobs],))
+                    done = {f"salt/job/{jid}/ret/{minion}" for jid, minion in cur.fetchall()}
+                conn.commit()
+                for n, (tag, _) in enumerate(events):
+                    if tag in done:
+                        seen.setdefault(n, now)
+            if not thread.is_alive() and time.time() - fired[-1] > 30:
                 break
             time.sleep(0.01)
     thread.join()
-    latencies = [(seen[tag] - fired[tag]) * 1000 for tag in seen]
-    row(
-        "latency", f"reactor mode, {rate} returns/s",
-        returns=len(latencies),
-        lost=len(events) - len(jobs) - len(latencies),
-        other=f"event to committed row: p50 {pct(latencies, 50):.0f} ms, p99 {pct(latencies, 99):.0f} ms"
-        " (polled every 10 ms)",
-    )
+    returns = [n for n, (tag, _) in enumerate(events) if "/ret/" in tag]
+    latencies = [(seen[n] - fired[n]) * 1000 for n in returns if n in seen]
+    return latencies, len(returns) - len(latencies)
 
 
 # ---------------------------------------------------------------------------
@@ -520,8 +534,10 @@ def part_query(bench, total):
             found = es.query(jid=f"2026010100{jid:010d}")
             timings.append((time.perf_counter() - t0) * 1000)
             assert len(found) == 100, len(found)
-        plan = store.select("EXPLAIN " + es._SELECT_JID if backend == "mysql"
-                            else "EXPLAIN QUERY PLAN " + es._SELECT_JID, ("x",))
+        select = es._SELECT_JID.format(where="WHERE `jid` = %s")  # what query(jid=) runs
+        plan = store.select(
+            ("EXPLAIN " if backend == "mysql" else "EXPLAIN QUERY PLAN ") + select, ("x",)
+        )
         row(
             "query", f"eventstore.query jid=, {backend}",
             returns=count,
