@@ -67,6 +67,7 @@ import collections
 import logging
 import queue
 import signal
+import sys
 import threading
 import time
 
@@ -152,6 +153,10 @@ def start(batch_size=500, max_delay=0.2, queue_mib=256, stop_timeout=3):
         )
         return
     store_events = __runners__["eventstore.store_events"]
+    # The writer is busy with the CPU, the reader mostly waits on the socket:
+    # with Python's 5 ms GIL switch interval, each wake-up of the reader waits
+    # for the writer, and the reader falls behind the publisher.
+    sys.setswitchinterval(0.0005)
     events = _ByteQueue(int(float(queue_mib) * 1024 * 1024))
     writer = threading.Thread(
         target=_write,
