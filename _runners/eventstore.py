@@ -1080,7 +1080,13 @@ class _Store:
 
     dialect = None
     tables = ()
-    lost_connection = ()
+
+    def is_lost_connection(self, exc):  # pylint: disable=unused-argument
+        """
+        True when the connection is gone (server restarted, idle timeout):
+        worth one retry on a new connection.
+        """
+        return False
 
     def __init__(self, config):
         self.config = config
@@ -1130,11 +1136,12 @@ class _Store:
                     cur.close()
                 conn.commit()
                 return result
-            except self.lost_connection:
-                self._drop_connection()
-                if attempt == 2:
-                    raise
-            except Exception:
+            except Exception as exc:  # pylint: disable=broad-except
+                if self.is_lost_connection(exc):
+                    self._drop_connection()
+                    if attempt == 2:
+                        raise
+                    continue
                 try:
                     conn.rollback()
                 except Exception:  # pylint: disable=broad-except
@@ -1246,6 +1253,24 @@ if HAS_PYMYSQL:
 
 _DUPLICATE_KEY = 1062  # ER_DUP_ENTRY: the row is stored already
 
+
+def _pymysql_error(exc, *names):
+    """
+    True when ``exc`` is one of PyMySQL's errors called ``names``.  By name,
+    not by class: Salt's mysql returner runs ``pymysql.install_as_MySQLdb()``
+    and imports ``MySQLdb.err``, a second copy of ``pymysql.err``, and in a
+    process that loaded both (the master, salt-run, a test run) which copy's
+    classes a connection raises cannot be relied on.
+    """
+    return any(
+        cls.__name__ in names and cls.__module__ in ("pymysql.err", "MySQLdb.err")
+        for cls in type(exc).__mro__
+    )
+
+
+def _is_duplicate(exc):
+    return _pymysql_error(exc, "IntegrityError") and exc.args[:1] == (_DUPLICATE_KEY,)
+
 # MySQL errors about the row itself: data too long, bad string, packet too big.
 _MYSQL_ROW_ERRNOS = {1153, 1366, 1406, 1264, 1265, 1292}
 
@@ -1253,11 +1278,9 @@ _MYSQL_ROW_ERRNOS = {1153, 1366, 1406, 1264, 1265, 1292}
 class _MySQLStore(_Store):
     dialect = "mysql"
     tables = _MYSQL_TABLES
-    if HAS_PYMYSQL:
-        # pymysql's own names, not pymysql.err.*: saltext-mysql's returner calls
-        # pymysql.install_as_MySQLdb() and imports MySQLdb.err, which rebinds
-        # pymysql.err to a second copy whose classes the driver never raises.
-        lost_connection = (pymysql.OperationalError, pymysql.InterfaceError)
+
+    def is_lost_connection(self, exc):
+        return _pymysql_error(exc, "OperationalError", "InterfaceError")
 
     def connect(self):
         opts = self.config.mysql
@@ -1297,8 +1320,8 @@ class _MySQLStore(_Store):
             try:
                 cur.executemany(statement, params)
                 return cur.rowcount
-            except pymysql.IntegrityError as exc:
-                if exc.args[0] != _DUPLICATE_KEY:
+            except Exception as exc:  # pylint: disable=broad-except
+                if not _is_duplicate(exc):
                     raise
                 # Some are stored already: start over, one row at a time.
                 cur.connection.rollback()
@@ -1307,13 +1330,13 @@ class _MySQLStore(_Store):
             try:
                 cur.execute(statement, row)
                 added += 1
-            except pymysql.IntegrityError as exc:
-                if exc.args[0] != _DUPLICATE_KEY:
+            except Exception as exc:  # pylint: disable=broad-except
+                if not _is_duplicate(exc):
                     raise
         return added
 
     def is_row_error(self, exc):
-        if isinstance(exc, (RowTooBig, pymysql.DataError, pymysql.IntegrityError)):
+        if isinstance(exc, RowTooBig) or _pymysql_error(exc, "DataError", "IntegrityError"):
             return True
         return bool(exc.args) and exc.args[0] in _MYSQL_ROW_ERRNOS
 
@@ -1347,7 +1370,6 @@ _SQLITE_SETUP_LOCK = threading.Lock()
 class _SQLiteStore(_Store):
     dialect = "sqlite"
     tables = _SQLITE_TABLES
-    lost_connection = ()
 
     def sql(self, statement):
         return (
@@ -2634,8 +2656,8 @@ def _add_unique_key(store_, batch_size, attempts=3):
         try:
             store_.run(lambda cur: cur.execute(_ADD_UNIQUE_KEY))
             return removed
-        except pymysql.IntegrityError:
-            if attempt == attempts:
+        except Exception as exc:  # pylint: disable=broad-except
+            if not _is_duplicate(exc) or attempt == attempts:
                 raise
     return removed
 

@@ -2,10 +2,12 @@
 Real jobs on a real minion, stored by the reactor into a real MariaDB.
 """
 
+import inspect
 import json
 
 import pytest
 import salt.loader
+import salt.version
 from conftest import run_job
 
 STATE_SLS = """
@@ -124,13 +126,23 @@ def test_salt_run_jobs_lists_the_job_with_its_return_count(master, client, minio
     assert (listed["JID"], listed["Arguments"], listed["Returned"]) == (jid, ["listed"], 1)
 
 
+#: Where the mysql returner lives: Salt core up to 3007, saltext-mysql from 3008 on.
+MYSQL_RETURNER_FILE = (
+    "saltext/mysql/returners/mysql.py"
+    if salt.version.__saltstack_version__.major >= 3008
+    else "salt/returners/mysql.py"
+)
+
+
 @pytest.fixture
 def mysql_returner(master):
-    """The official mysql returner (saltext-mysql on 3008), configured like our runner."""
-    returners = salt.loader.returners(master.config.copy(), {})
-    if "mysql.get_jid" not in returners:
-        pytest.skip("the mysql returner is not installed (saltext-mysql)")
-    return returners
+    """The official mysql returner this Salt has, configured like our runner."""
+    return salt.loader.returners(master.config.copy(), {})
+
+
+def test_official_returner_is_salts_own_before_3008_and_saltext_mysqls_after(mysql_returner):
+    source = inspect.getfile(mysql_returner["mysql.get_jid"].func)
+    assert source.endswith(MYSQL_RETURNER_FILE)
 
 
 def test_official_returner_reads_our_rows(master, client, minion, reactions, mysql_returner):

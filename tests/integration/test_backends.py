@@ -63,3 +63,22 @@ def test_quotes_and_backslashes_round_trip(es):
     text = "it's a \"quoted\" C:\\path\\ and \\' and \\\\'"
     es.store(*ret_event(minion="o'brien", ret=text))
     assert es.query(jid=JID) == {"o'brien": text}
+
+
+def test_function_name_longer_than_its_column_is_stored_and_found(es):
+    fun = "a_custom_execution_module_with_a_long_name.and_a_long_function"
+    assert es.store(*ret_event(fun=fun, ret="found")) == "stored"
+    assert [r["fun"] for r in es.query(fun=fun)] == [fun]
+
+
+def test_return_bigger_than_its_column_is_kept_and_shown_not_cut(es):
+    assert es.store(*ret_event(ret="x" * (16 * 1024 * 1024))) == "dead-lettered"
+    (shown,) = es.query(jid=JID).values()
+    assert shown.startswith("Not stored: ") and "mediumtext" in shown
+    assert es.status()["dead_letters"]["in the table"] + es.status()["dead_letters"]["on disk"] == 1
+
+
+def test_hostile_text_round_trips_literally(es):
+    text = "NUL \x00, lone \udc80, emoji \U0001f680, quote ' and \"; DROP TABLE jids; --"
+    es.store(*ret_event(minion="web1'); DROP TABLE salt_returns; --", ret=text))
+    assert es.query(jid=JID) == {"web1'); DROP TABLE salt_returns; --": text}

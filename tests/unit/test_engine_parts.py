@@ -9,6 +9,7 @@ import queue
 import pytest
 import salt.config
 import salt.loader
+import salt.payload
 import salt.utils.event
 from runnerlib import REPO
 
@@ -43,8 +44,12 @@ def test_the_engine_documents_its_configuration(engine):
 
 
 def raw(tag, data=None):
-    """An event as the bus carries it: what the engine's reader queues."""
-    return salt.utils.event.SaltEvent.pack(tag, data or {"id": "web1"})
+    """
+    An event as the bus carries it: what the engine's reader queues.  Built
+    by hand, as SaltEvent.pack (Salt 3007+) does and 3006's fire_event inline.
+    """
+    data = salt.payload.dumps(data or {"id": "web1"}, use_bin_type=True)
+    return tag.encode() + salt.utils.event.TAGEND.encode() + data
 
 
 @pytest.mark.parametrize(
