@@ -228,14 +228,7 @@ class ThrowawayServer(Server):
         self.proc = None
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        self._terminate()
         shutil.rmtree(self.tmpdir, ignore_errors=True)
 
 
