@@ -5,16 +5,10 @@ MariaDB (pytest-salt-factories: Salt's own test harness).
 
 import shutil
 import tempfile
-import time
 
 import pytest
 import salt.client
-from runnerlib import REACTOR_SLS, REPO
-
-REACTOR = [
-    {"salt/job/*/new": [str(REACTOR_SLS)]},
-    {"salt/job/*/ret/*": [str(REACTOR_SLS)]},
-]
+from saltlib import Reactions, mysql_master_config
 
 
 @pytest.fixture(scope="session")
@@ -67,34 +61,6 @@ def e2e_user(mysql_server, e2e_database):
     conn.close()
 
 
-def mysql_master_config(mysql_server, database, user, password):
-    """
-    Master config with this reactor and runner, storing into ``database``.
-    """
-    return {
-        "reactor": REACTOR,
-        # Loaded straight from the checkout; test_install.py covers sync_runners.
-        "runner_dirs": [str(REPO / "_runners")],
-        "mysql.host": mysql_server.host,
-        "mysql.port": int(mysql_server.port),
-        "mysql.user": user,
-        "mysql.pass": password,
-        "mysql.db": database,
-    }
-
-
-def engine_master_config(mysql_server, database, reactor=False, **engine):
-    """
-    Master config running the eventstore engine with ``engine`` settings (and
-    the reactor too, with ``reactor``), storing into ``database``.
-    """
-    config = mysql_master_config(mysql_server, database, mysql_server.user, mysql_server.password)
-    if not reactor:
-        del config["reactor"]
-    config.update(engines_dirs=[str(REPO / "_engines")], engines=[{"eventstore": engine}])
-    return config
-
-
 @pytest.fixture(scope="package")
 def master(salt_factories, mysql_server, e2e_database, e2e_user):
     overrides = {
@@ -140,55 +106,7 @@ def db(mysql_server, e2e_database):
     conn.close()
 
 
-class Reactions:
-    """
-    What the reactor did with each event: it fires the runner's result on the
-    bus as salt/run/<jid>/ret, with the event's tag among the runner's arguments.
-    """
-
-    def __init__(self, event_listener, master):
-        self.event_listener = event_listener
-        self.master = master
-        self.since = time.time()
-
-    def result(self, tag, timeout=60, count=1):
-        """
-        The runner's verdict on the event tagged ``tag`` (with ``count``: the
-        verdict on the count-th event of that tag).
-        """
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            found = sorted(
-                (
-                    event
-                    for event in self.event_listener.get_events(
-                        [(self.master.id, "salt/run/*/ret")], after_time=self.since
-                    )
-                    if event.data.get("fun") == "runner.eventstore.store"
-                    and (event.data.get("fun_args") or [{}])[-1].get("tag") == tag
-                ),
-                key=lambda event: event.stamp,
-            )
-            if len(found) >= count:
-                return found[count - 1].data["return"]
-            time.sleep(0.2)
-        raise AssertionError(f"the reactor did not store {tag} within {timeout} s")
-
-
 @pytest.fixture
 def reactions(event_listener, master):
     return Reactions(event_listener, master)
 
-
-def run_job(client, minion, fun, arg=(), kwarg=None, timeout=60):
-    """
-    Publish a job, wait for the minion's return; give back its jid and return.
-    """
-    jid = None
-    for ret in client.cmd_iter(
-        minion.id, fun, arg=list(arg), kwarg=kwarg, timeout=timeout, full_return=True
-    ):
-        for minion_id, data in ret.items():
-            if minion_id == minion.id:
-                return data["jid"], data["ret"]
-    raise AssertionError(f"{fun} on {minion.id} returned nothing (jid {jid})")

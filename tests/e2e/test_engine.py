@@ -8,7 +8,7 @@ import time
 
 import pytest
 import salt.client
-from conftest import engine_master_config, run_job
+from saltlib import engine_master_config, run_job
 from test_hostile_minion import forge, forged_return
 
 

@@ -6,7 +6,7 @@ return bigger than the bus carries: against the real master, minion and MariaDB.
 import json
 
 import pytest
-from conftest import run_job
+from saltlib import run_job
 
 
 def forge(client, minion, tag, data):

@@ -8,7 +8,7 @@ import pathlib
 import shutil
 
 import pytest
-from conftest import REACTOR, Reactions, run_job
+from saltlib import REACTOR, Reactions, run_job
 from runnerlib import RUNNER_PATH
 
 

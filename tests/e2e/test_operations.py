@@ -11,7 +11,7 @@ import pytest
 import salt.config
 import salt.exceptions
 import salt.runner
-from conftest import Reactions, mysql_master_config, run_job
+from saltlib import Reactions, mysql_master_config, run_job
 
 WRONG_PASSWORD = "not-the-e2e-password-4711"
 

@@ -5,7 +5,7 @@ returns, and returns made while the reactor was off recovered from the job cache
 
 import pytest
 import salt.client
-from conftest import REACTOR, Reactions, run_job
+from saltlib import REACTOR, Reactions, run_job
 from runnerlib import REPO
 
 

@@ -8,7 +8,7 @@ import json
 import pytest
 import salt.loader
 import salt.version
-from conftest import run_job
+from saltlib import run_job
 
 STATE_SLS = """
 eventstore-demo-file:

@@ -4,7 +4,7 @@ The daemons and commands of this tier run the Salt under test (the venv's,
 """
 
 import salt.version
-from conftest import run_job
+from saltlib import run_job
 
 
 def test_minion_runs_the_salt_under_test(client, minion):

@@ -5,7 +5,7 @@ and every return is stored once, whichever of the two writes it first.
 
 import pytest
 import salt.client
-from conftest import Reactions, engine_master_config, run_job
+from saltlib import Reactions, engine_master_config, run_job
 from test_engine import rows_of
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import salt.client
-from conftest import REACTOR, Reactions, run_job
+from saltlib import REACTOR, Reactions, run_job
 from runnerlib import REPO
 
 SCHEDULE = {

@@ -4,7 +4,6 @@ cache, written here by Salt's own local_cache returner as the master writes it.
 """
 
 import threading
-import time
 
 import pytest
 import salt.config

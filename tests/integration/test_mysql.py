@@ -2,8 +2,6 @@
 What only the MySQL backend has to get right: the server's own behaviour.
 """
 
-import pathlib
-
 import pytest
 from runnerlib import JID, REPO, load_runner, ret_event
 
