@@ -533,6 +533,15 @@ class _JobCache:
             not out or os.path.exists(os.path.join(folder, minion, "out.p"))
         )
 
+    def known(self, jid):
+        """
+        True once the master has a folder for the job: it makes it before it
+        publishes a job, and before it fires the return of a job a minion
+        started itself (a scheduled job), whose load it writes only after
+        firing that return.  A jid without one was never seen by this master.
+        """
+        return os.path.isdir(salt.utils.jid.jid_dir(jid, self.job_dir, self.hash_type))
+
     def fun(self, jid):
         """
         The function of a job, or ``None``: read once per job (a job's
@@ -1877,9 +1886,8 @@ def _await_job_cache(runtime, jobs):
     """
     Wait, once for all the events, up to ``job_cache_wait`` seconds, until
     the master job cache holds what their rows are checked against: the
-    master writes it just after it fires the event.  A return of a job whose
-    load is not in the cache is not waited for: the master writes the load
-    before it publishes the job, so that return is forged.
+    master writes it just after it fires the event.  A return of a job the
+    master never saw (no job folder) is not waited for: it is forged.
     """
     config, job_cache = runtime.config, runtime.job_cache
     waiting = []
@@ -1890,7 +1898,7 @@ def _await_job_cache(runtime, jobs):
             continue  # refused when its row is built
         if key is None or job_cache.ready(*key):
             continue
-        if kind == "ret" and config.verify_returns and not job_cache.ready(jid):
+        if kind == "ret" and config.verify_returns and not job_cache.known(jid):
             continue
         waiting.append(key)
 

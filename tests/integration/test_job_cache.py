@@ -95,6 +95,29 @@ def test_a_return_written_to_the_cache_just_after_its_event_is_waited_for(es, jo
     assert es.query(jid=JID) == {"web1": "late"}
 
 
+def test_a_scheduled_jobs_return_is_waited_for_though_its_load_comes_after_it(
+    es, job_cache, master_opts
+):
+    # A job the minion started itself: the master makes the job's folder,
+    # fires the return, and only then writes the load and the return.
+    returners = salt.loader.returners(master_opts, {})
+    returners["local_cache.prep_jid"](False, passed_jid=JID)
+    tag, data = ret_event(ret="scheduled")
+    data["schedule"] = "every-minute"
+
+    def master_writes_the_job_cache():
+        returners["local_cache.save_load"](JID, dict(data))
+        returners["local_cache.returner"](dict(data))
+
+    timer = threading.Timer(0.3, master_writes_the_job_cache)
+    timer.start()
+    try:
+        assert es.store(tag, data) == "stored"
+    finally:
+        timer.join()
+    assert es.query(jid=JID) == {"web1": "scheduled"}
+
+
 def test_a_trimmed_return_is_stored_whole_from_the_job_cache(es, job_cache):
     job_cache.publish(fun="cmd.run")
     whole = "y" * 2_000_000
