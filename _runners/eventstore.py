@@ -157,6 +157,9 @@ TEXT_BYTES = 16 * 1024 * 1024 - 1
 #: Rows written back from the spool per successful store.
 REPLAY_BATCH = 100
 
+#: Rows backfill writes per transaction.
+BACKFILL_BATCH = 500
+
 JID_PATTERN = re.compile(r"\d{20}(?:_[0-9A-Za-z]+)?")
 
 #: What the event bus puts in place of a value of an event over max_event_size.
@@ -2293,7 +2296,10 @@ def backfill(jid=None, since="24h", until=None):
     installed).  Reads the job cache through Salt's returner API
     (``master_job_cache``, ``local_cache`` by default), so it reaches back
     ``keep_jobs_seconds`` (24 h by default) at most.  Safe to run again: a row
-    stored already is left as it is.
+    stored already is left as it is.  Says how many jobs it read and how
+    many loads and returns it added (``spooled`` while the database is down,
+    ``dead-lettered`` when too big for their column, ``refused`` jobs whose
+    job cache entry is not a job's).
 
     jid
         Only this job.
@@ -2340,7 +2346,21 @@ def backfill(jid=None, since="24h", until=None):
             for j in returners[f"{cache}.get_jids"]()
             if (low is None or str(j) >= low) and (high is None or str(j) < high)
         )
-    counts = {"jobs read": 0, "loads added": 0, "returns added": 0, "spooled": 0, "refused": 0}
+    counts = {"jobs read": 0, "loads added": 0, "returns added": 0, "spooled": 0,
+              "dead-lettered": 0, "refused": 0}
+    # Written in batches, each table's in one transaction: a day of jobs on a
+    # big master is many thousand rows.
+    pending = {LoadRow: [], ReturnRow: []}
+
+    def flush():
+        for kind, added in ((LoadRow, "loads added"), (ReturnRow, "returns added")):
+            if pending[kind]:
+                written = runtime.writer.write_many(pending[kind])
+                counts[added] += written["stored"]
+                counts["spooled"] += written["spooled"]
+                counts["dead-lettered"] += written["dead-lettered"]
+                pending[kind].clear()
+
     for job in jids:
         load = returners[f"{cache}.get_load"](job)
         if not load or str(load.get("fun", "")).startswith(("runner.", "wheel.")):
@@ -2362,11 +2382,10 @@ def backfill(jid=None, since="24h", until=None):
             log.warning("eventstore: backfill skips job %s: %s", job, exc)
             counts["refused"] += 1
         for row in filter(None, rows):
-            result = runtime.writer.write(row)
-            if result == "stored":
-                counts["loads added" if isinstance(row, LoadRow) else "returns added"] += 1
-            elif result == "spooled":
-                counts["spooled"] += 1
+            pending[type(row)].append(row)
+        if sum(map(len, pending.values())) >= BACKFILL_BATCH:
+            flush()
+    flush()
     return counts
 
 

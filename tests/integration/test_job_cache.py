@@ -192,6 +192,17 @@ def test_backfill_without_a_jid_reads_the_recent_jobs(es, job_cache, master_opts
     assert es.query(jid=recent) == {"web1": True}
 
 
+def test_backfill_of_more_jobs_than_a_batch_stores_them_all(es, job_cache, monkeypatch):
+    monkeypatch.setattr(es, "BACKFILL_BATCH", 2)
+    jids = [f"2026112612000000000{n}" for n in range(3)]
+    for jid in jids:
+        job_cache.publish(jid=jid)
+        job_cache.ret(ret_event(jid=jid))
+    counts = es.backfill(since="20261126000000000000")
+    assert (counts["loads added"], counts["returns added"]) == (3, 3)
+    assert [es.query(jid=jid) for jid in jids] == [{"web1": True}] * 3
+
+
 def test_backfill_leaves_out_ignored_functions(es, job_cache):
     job_cache.publish(fun="saltutil.find_job")
     job_cache.ret(ret_event(fun="saltutil.find_job", ret={}))
