@@ -415,6 +415,25 @@ def _load_row(jid, data):
     return LoadRow(jid=jid, load=_to_json(data))
 
 
+#: What a return load holds that is not the job's: ``jids`` keeps the job,
+#: ``salt_returns`` the return.
+_RETURN_ONLY_KEYS = ("return", "retcode", "success", "out")
+
+
+def _job_load(jid, load):
+    """
+    The ``jids`` row for a job's load as the master job cache keeps it:
+    ``Minions`` (local_cache's name) becomes the events' ``minions``, and a
+    job a minion started itself, whose load is its return's, is kept
+    without the return.
+    """
+    load = {key: value for key, value in load.items() if key not in _RETURN_ONLY_KEYS}
+    load["jid"] = jid
+    if "Minions" in load:
+        load["minions"] = sorted(load.pop("Minions"))
+    return _load_row(jid, load)
+
+
 def _is_trimmed(data):
     """
     True when the event bus cut a value of this return (``max_event_size``).
@@ -1854,6 +1873,7 @@ def store_events(events):
             counts["ignored"] += 1
         else:
             rows.append(row)
+            rows.extend(_started_by_the_minion(runtime, kind, jid, data))
     if not rows:
         return counts
     try:
@@ -1911,6 +1931,25 @@ def _await_job_cache(runtime, jobs):
 
     if waiting:
         _wait_for(all_there, config.job_cache_wait)
+
+
+def _started_by_the_minion(runtime, kind, jid, data):
+    """
+    The ``jids`` row of a job from a minion's own schedule, with its return:
+    no ``salt/job/<jid>/new`` event announces such a job, and without its
+    load it would be missing from every job listing.  From the master job
+    cache when verifying (the master writes the load just before the
+    return), else from the event.  Nothing for other returns.
+    """
+    data = _unwrap(data)
+    if kind != "ret" or not data.get("schedule"):
+        return []
+    load = runtime.job_cache.load(jid, minions=False) if runtime.config.verify_returns else data
+    try:
+        return [_job_load(jid, load)] if load else []
+    except Refused as exc:
+        log.warning("eventstore: not storing the load of scheduled job %s: %s", jid, exc)
+        return []
 
 
 def _checked_row(runtime, kind, jid, minion, data, wait=None):
@@ -2370,10 +2409,7 @@ def backfill(jid=None, since="24h", until=None):
         counts["jobs read"] += 1
         rows = []
         try:
-            load = dict(load, jid=job)
-            if "Minions" in load:  # local_cache.get_load adds it; events say minions
-                load["minions"] = sorted(load.pop("Minions"))
-            rows.append(_load_row(job, load))
+            rows.append(_job_load(job, load))
             for minion_id, ret in returners[f"{cache}.get_jid"](job).items():
                 data = {"id": minion_id, "jid": job, "fun": load["fun"], "fun_args": load.get("arg", [])}
                 data.update(ret)
@@ -2412,7 +2448,8 @@ def jobs(
     (JID, Function, Arguments, Target, Target-type, User, StartTime), with how
     many minions returned (``Returned``) and how many of those failed
     (``Failed``).  A job is listed once its load is stored (the
-    ``salt/job/<jid>/new`` event); jobs of ``saltutil.find_job`` and of
+    ``salt/job/<jid>/new`` event, or the first return of a job from a
+    minion's own schedule); jobs of ``saltutil.find_job`` and of
     ``eventstore:ignore_funs`` are not listed, as their returns are not stored.
 
     Returns ``{"jobs": [...], "next": <jid or None>}``: when more jobs match

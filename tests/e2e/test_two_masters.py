@@ -9,6 +9,7 @@ the ``__schedule_return`` event).  With a returner set the run keeps its own jid
 on every master; without one each master makes up its own jid.
 """
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -141,6 +142,18 @@ def test_return_reaching_both_masters_is_stored_once(master_1, master_2, minion,
     # One master stores it, the other finds it stored.
     assert sorted(reaction.result(tag) for reaction in reactions) == ["duplicate", "stored"]
     assert rows(db, ret["jid"], minion.id) == 1
+
+
+def test_a_scheduled_job_is_stored_with_its_load_once(master_1, master_2, minion, event_listener, db):
+    # No salt/job/<jid>/new event announces it: its load comes with the return.
+    reactions = [Reactions(event_listener, master) for master in (master_1, master_2)]
+    ret = scheduled_return(event_listener, master_1, minion, "to-every-master", reactions[0].since)
+    for reaction in reactions:
+        reaction.result(f"salt/job/{ret['jid']}/ret/{minion.id}")
+    with db.cursor() as cur:
+        cur.execute("SELECT `load` FROM jids WHERE jid = %s", (ret["jid"],))
+        (load,) = [json.loads(row[0]) for row in cur.fetchall()]
+    assert (load["fun"], load["schedule"]) == ("test.echo", "to-every-master")
 
 
 def test_job_published_on_one_master_returns_to_it_alone(master_1, master_2, minion, event_listener, db):

@@ -3,6 +3,7 @@ Returns checked against, completed from and backfilled out of the master job
 cache, written here by Salt's own local_cache returner as the master writes it.
 """
 
+import json
 import threading
 
 import pytest
@@ -116,6 +117,22 @@ def test_a_scheduled_jobs_return_is_waited_for_though_its_load_comes_after_it(
     finally:
         timer.join()
     assert es.query(jid=JID) == {"web1": "scheduled"}
+
+
+def test_a_scheduled_jobs_load_is_stored_with_its_return_and_without_it(
+    es, job_cache, master_opts
+):
+    returners = salt.loader.returners(master_opts, {})
+    tag, data = ret_event(ret="scheduled")
+    data.update(schedule="every-minute", fun_args=["scheduled"])
+    returners["local_cache.prep_jid"](False, passed_jid=JID)
+    returners["local_cache.save_load"](JID, dict(data))
+    returners["local_cache.returner"](dict(data))
+    assert es.store(tag, data) == "stored"
+    (load,) = es._store().select("SELECT `load` FROM jids WHERE jid = %s", (JID,))
+    load = json.loads(load[0])
+    assert (load["fun"], load["schedule"], load["id"]) == ("test.ping", "every-minute", "web1")
+    assert "return" not in load
 
 
 def test_a_trimmed_return_is_stored_whole_from_the_job_cache(es, job_cache):

@@ -164,6 +164,18 @@ def test_load_row_refuses_a_disagreeing_jid(es):
         es._load_row(JID, data)
 
 
+def test_job_load_from_the_job_cache_names_its_minions_as_the_events_do(es):
+    load = {"jid": JID, "fun": "test.ping", "tgt": "*", "Minions": ["web2", "web1"]}
+    assert json.loads(es._job_load(JID, load).load)["minions"] == ["web1", "web2"]
+
+
+def test_job_load_of_a_scheduled_job_leaves_its_return_to_salt_returns(es):
+    _, data = ret_event(ret="big output")
+    data["schedule"] = "hourly"
+    load = json.loads(es._job_load(JID, data).load)
+    assert load["schedule"] == "hourly" and "return" not in load and "success" not in load
+
+
 @pytest.mark.parametrize(
     "glob, like",
     [("web*", "web%"), ("db?", "db_"), ("state.apply", "state.apply"), ("50%_off!", "50!%!_off!!")],
