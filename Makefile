@@ -40,7 +40,7 @@ $(STAMP): FORCE
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-integration test-e2e demo bench bench-settings sql clean FORCE
+.PHONY: help venv test test-unit test-integration test-e2e demo bench bench-settings bench-forgeries sql clean FORCE
 
 help:
 	@echo "eventstore make targets (SALT=$(SALT), venv $(VENV)/):"
@@ -52,6 +52,7 @@ help:
 	@echo "  demo              start a master + minion on loopback, run jobs, query the store"
 	@echo "  bench             benchmark reactor and engine modes against their peers (~10 min; bench/README.md)"
 	@echo "  bench-settings    benchmark the reactor's Salt settings (~5 min)"
+	@echo "  bench-forgeries   how long a forged return holds a reactor thread (~10 s)"
 	@echo "  sql               regenerate sql/mysql.sql and sql/sqlite.sql from the runner"
 	@echo "  clean             remove .venv/, .demo/ and .bench/"
 
@@ -85,6 +86,9 @@ bench: $(STAMP)
 
 bench-settings: $(STAMP)
 	$(VENV_PY) bench/run.py --settings $(BENCH_ARGS)
+
+bench-forgeries: $(STAMP)
+	$(VENV_PY) bench/forgeries.py
 
 sql: $(STAMP)
 	$(VENV_PY) -c 'import sys; sys.path.insert(0, "_runners"); import eventstore; eventstore._write_schema_files("sql")'

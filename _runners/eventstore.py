@@ -63,7 +63,7 @@ Everything else sits under one ``eventstore`` key; all of it is optional:
         - saltutil.find_job   # always ignored, listed here or not
         - test.ping
       verify_returns: True    # default: True when master_job_cache is local_cache (and no ext_job_cache)
-      job_cache_wait: 5       # seconds to wait for the master to write its job cache
+      job_cache_wait: 5       # seconds to wait for the master to write a targeted minion's return to its job cache
       spool_dir: /var/cache/salt/master/eventstore_spool
 
 The configuration is read once per loaded module, not per stored return: after
@@ -156,6 +156,14 @@ TEXT_BYTES = 16 * 1024 * 1024 - 1
 
 #: Rows written back from the spool per successful store.
 REPLAY_BATCH = 100
+
+#: Seconds to wait for the job cache to hold a return the job's minion
+#: list did not expect (a syndic's minion, stale grains) or that was already
+#: waited for in vain: a forgery, most likely.  The master writes a genuine
+#: one milliseconds after firing it; 10 reactor threads waiting this long
+#: each still take forgeries as fast as the reactor renders them (~50/s).
+#: backfill stores a genuine one this misses.
+UNEXPECTED_WAIT = 0.2
 
 #: Rows backfill writes per transaction.
 BACKFILL_BATCH = 500
@@ -524,6 +532,7 @@ class _JobCache:
         self.job_dir = os.path.join(opts.get("cachedir", "/var/cache/salt/master"), "jobs")
         self.hash_type = opts.get("hash_type", "sha256")
         self._funs = {}
+        self._given_up = set()
 
     def _read(self, *parts):
         path = os.path.join(salt.utils.jid.jid_dir(parts[0], self.job_dir, self.hash_type), *parts[1:])
@@ -564,6 +573,29 @@ class _JobCache:
         """
         return os.path.isdir(salt.utils.jid.jid_dir(jid, self.job_dir, self.hash_type))
 
+    def expects(self, jid, minion):
+        """
+        False when the job's minion list (``.minions.p``, written before the
+        job is published) leaves ``minion`` out, or when a return of
+        ``minion`` for the job was already waited for in vain; True
+        otherwise, also for a job without a list (a minion's own scheduled job).
+        """
+        if (jid, minion) in self._given_up:
+            return False
+        try:
+            minions = self._read(jid, ".minions.p")
+        except Exception:  # pylint: disable=broad-except
+            return True  # being written (it is not written atomically)
+        return not isinstance(minions, list) or minion in minions
+
+    def gave_up(self, jid, minion):
+        """
+        Remember that a return of ``minion`` for ``jid`` was waited for in vain.
+        """
+        if len(self._given_up) >= 4096:
+            self._given_up.clear()
+        self._given_up.add((jid, minion))
+
     def fun(self, jid):
         """
         The function of a job, or ``None``: read once per job (a job's
@@ -596,9 +628,10 @@ def _wait_for(read, timeout):
     pause = 0.01
     while True:
         found = read()
-        if found is not None or time.monotonic() >= deadline:
+        left = deadline - time.monotonic()
+        if found is not None or left <= 0:
             return found
-        time.sleep(pause)
+        time.sleep(min(pause, left))
         pause = min(pause * 2, 0.25)
 
 
@@ -1909,8 +1942,13 @@ def _await_job_cache(runtime, jobs):
     """
     Wait, once for all the events, up to ``job_cache_wait`` seconds, until
     the master job cache holds what their rows are checked against: the
-    master writes it just after it fires the event.  A return of a job the
-    master never saw (no job folder) is not waited for: it is forged.
+    master writes it just after it fires the event.
+
+    A forger must not hold reactor threads that long with each event: a
+    return of a job the master never saw (no job folder) is not waited for,
+    and a return from a minion the job did not target, or one already
+    waited for in vain, only ``UNEXPECTED_WAIT``.  So a flood of forgeries
+    costs at most one full wait per (job, targeted minion) not yet returned.
     """
     config, job_cache = runtime.config, runtime.job_cache
     waiting = []
@@ -1921,16 +1959,31 @@ def _await_job_cache(runtime, jobs):
             continue  # refused when its row is built
         if key is None or job_cache.ready(*key):
             continue
-        if kind == "ret" and config.verify_returns and not job_cache.known(jid):
-            continue
-        waiting.append(key)
+        patience = config.job_cache_wait
+        if kind == "ret" and config.verify_returns:
+            if not job_cache.known(jid):
+                continue
+            if not job_cache.expects(jid, minion):
+                patience = min(patience, UNEXPECTED_WAIT)
+        waiting.append((key, patience))
+    if not waiting:
+        return
+    started = time.monotonic()
 
     def all_there():
-        waiting[:] = [key for key in waiting if not job_cache.ready(*key)]
+        elapsed = time.monotonic() - started
+        still = []
+        for key, patience in waiting:
+            if job_cache.ready(*key):
+                continue
+            if elapsed < patience:
+                still.append((key, patience))
+            elif len(key) > 1 and patience == config.job_cache_wait:
+                job_cache.gave_up(*key[:2])
+        waiting[:] = still
         return True if not waiting else None
 
-    if waiting:
-        _wait_for(all_there, config.job_cache_wait)
+    _wait_for(all_there, max(patience for _, patience in waiting))
 
 
 def _started_by_the_minion(runtime, kind, jid, data):

@@ -5,6 +5,7 @@ cache, written here by Salt's own local_cache returner as the master writes it.
 
 import json
 import threading
+import time
 
 import pytest
 import salt.config
@@ -133,6 +134,35 @@ def test_a_scheduled_jobs_load_is_stored_with_its_return_and_without_it(
     load = json.loads(load[0])
     assert (load["fun"], load["schedule"], load["id"]) == ("test.ping", "every-minute", "web1")
     assert "return" not in load
+
+
+def waits_for(es, event):
+    """The runner's verdict on ``event`` and how many seconds it took."""
+    started = time.monotonic()
+    verdict = es.store(*event)
+    return verdict, time.monotonic() - started
+
+
+def test_a_return_from_a_minion_the_job_did_not_target_is_not_waited_for_long(
+    master_opts, job_cache
+):
+    master_opts["eventstore"]["job_cache_wait"] = 30
+    es = load_runner(master_opts)
+    job_cache.publish(minions=("web1",))
+    verdict, seconds = waits_for(es, ret_event(minion="victim"))
+    assert verdict == "refused" and seconds < 10
+
+
+def test_a_forged_return_waited_for_in_vain_once_is_not_waited_for_long_again(
+    master_opts, job_cache
+):
+    master_opts["eventstore"]["job_cache_wait"] = 4
+    es = load_runner(master_opts)
+    job_cache.publish(minions=("web1", "web2"))  # web2 has not returned
+    first = waits_for(es, ret_event(minion="web2", ret="forged"))
+    again = waits_for(es, ret_event(minion="web2", ret="forged again"))
+    assert first[0] == again[0] == "refused"
+    assert first[1] >= 4 and again[1] < 3
 
 
 def test_a_trimmed_return_is_stored_whole_from_the_job_cache(es, job_cache):
