@@ -575,18 +575,24 @@ class _JobCache:
 
     def expects(self, jid, minion):
         """
-        False when the job's minion list (``.minions.p``, written before the
-        job is published) leaves ``minion`` out, or when a return of
-        ``minion`` for the job was already waited for in vain; True
-        otherwise, also for a job without a list (a minion's own scheduled job).
+        False when the job's minion lists (``.minions.p``, written before the
+        job is published, and a syndic's ``.minions.<syndic>.p``) leave
+        ``minion`` out, or when a return of ``minion`` for the job was already
+        waited for in vain; True otherwise, also for a job without a list (a
+        minion's own scheduled job).
         """
         if (jid, minion) in self._given_up:
             return False
+        folder = salt.utils.jid.jid_dir(jid, self.job_dir, self.hash_type)
         try:
-            minions = self._read(jid, ".minions.p")
+            lists = [name for name in os.listdir(folder) if name.startswith(".minions") and name.endswith(".p")]
+            for name in lists:
+                minions = self._read(jid, name)
+                if not isinstance(minions, list) or minion in minions:
+                    return True
         except Exception:  # pylint: disable=broad-except
-            return True  # being written (it is not written atomically)
-        return not isinstance(minions, list) or minion in minions
+            return True  # gone, or being written (it is not written atomically)
+        return not lists
 
     def gave_up(self, jid, minion):
         """

@@ -153,6 +153,19 @@ def test_a_return_from_a_minion_the_job_did_not_target_is_not_waited_for_long(
     assert verdict == "refused" and seconds < 10
 
 
+def test_a_late_return_from_a_minion_behind_a_syndic_is_waited_for(es, job_cache, master_opts):
+    job_cache.publish(minions=("web1",))
+    returners = salt.loader.returners(master_opts, {})
+    returners["local_cache.save_minions"](JID, ["far1"], syndic_id="syndic1")
+    event = ret_event(minion="far1", ret="via the syndic")
+    timer = threading.Timer(0.6, job_cache.ret, args=(event,))  # later than UNEXPECTED_WAIT
+    timer.start()
+    try:
+        assert es.store(*event) == "stored"
+    finally:
+        timer.join()
+
+
 def test_a_forged_return_waited_for_in_vain_once_is_not_waited_for_long_again(
     master_opts, job_cache
 ):
