@@ -68,6 +68,24 @@ def test_forged_copy_of_its_own_return_stores_the_genuine_one(client, minion, db
     assert rows_of(db, jid) == [(minion.id, "genuine")]
 
 
+def test_a_flood_of_forged_returns_does_not_hold_up_genuine_ones(client, minion, db, reactions):
+    jid, _ = run_job(client, minion, "test.ping")
+    # 100 forgeries for minions the job did not target, in one event: each
+    # waited the full job_cache_wait (5 s) once, 50 s for ten reactor threads.
+    forgeries = [forged_return(jid, f"es-victim-{n}") for n in range(100)]
+    client.cmd(
+        minion.id,
+        "event.fire_master",
+        kwarg={"data": {}, "tag": "eventstore/test",
+               "preload": {"events": [{"tag": tag, "data": data} for tag, data in forgeries]}},
+        timeout=60,
+    )
+    genuine, _ = run_job(client, minion, "test.echo", ["after the flood"])
+    assert reactions.result(f"salt/job/{genuine}/ret/{minion.id}", timeout=20) == "stored"
+    assert reactions.result(forgeries[-1][0]) == "refused"
+    assert [m for m, _ in rows_of(db, jid)] == [minion.id]
+
+
 @pytest.mark.parametrize(
     "tag, data, case",
     [
