@@ -1875,9 +1875,10 @@ def store_events(events):
     events
         A list of events, each a mapping with the event's ``tag`` and ``data``.
 
-    Returns how many events were ``stored``, ``duplicate``, ``ignored``,
-    ``refused``, ``spooled``, ``dead-lettered`` and ``failed`` (neither stored
-    nor spooled).
+    Returns how many events were ``ignored`` and ``refused``, and how many
+    rows were ``stored``, ``duplicate``, ``spooled``, ``dead-lettered`` and
+    ``failed`` (neither stored nor spooled): an event is one row, but the
+    return of a job from a minion's own schedule also brings its job's load.
 
     CLI Example:
 
