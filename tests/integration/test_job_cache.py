@@ -26,6 +26,8 @@ def job_cache(master_opts):
     returners = salt.loader.returners(master_opts, {})
 
     class JobCache:
+        local_cache = returners
+
         @staticmethod
         def publish(jid=JID, fun="test.ping", arg=(), minions=("web1",)):
             load = {"jid": jid, "fun": fun, "arg": list(arg), "tgt": "*", "tgt_type": "glob",
@@ -45,6 +47,19 @@ def es(master_opts):
     runner = load_runner(master_opts)
     runner.init()
     return runner
+
+
+def while_the_master_writes(store, write, delay=0.3):
+    """
+    ``store()``'s result while ``write()`` runs ``delay`` seconds after it
+    starts: the master writes its job cache just after it fires the event.
+    """
+    timer = threading.Timer(delay, write)
+    timer.start()
+    try:
+        return store()
+    finally:
+        timer.join()
 
 
 def test_verification_is_on_by_default_with_local_cache(es):
@@ -88,47 +103,33 @@ def test_an_event_naming_another_function_than_the_job_is_refused(es, job_cache)
 def test_a_return_written_to_the_cache_just_after_its_event_is_waited_for(es, job_cache):
     job_cache.publish()
     event = ret_event(ret="late")
-    timer = threading.Timer(0.3, job_cache.ret, args=(event,))
-    timer.start()
-    try:
-        assert es.store(*event) == "stored"
-    finally:
-        timer.join()
+    assert while_the_master_writes(lambda: es.store(*event), lambda: job_cache.ret(event)) == "stored"
     assert es.query(jid=JID) == {"web1": "late"}
 
 
-def test_a_scheduled_jobs_return_is_waited_for_though_its_load_comes_after_it(
-    es, job_cache, master_opts
-):
+def test_a_scheduled_jobs_return_is_waited_for_though_its_load_comes_after_it(es, job_cache):
     # A job the minion started itself: the master makes the job's folder,
     # fires the return, and only then writes the load and the return.
-    returners = salt.loader.returners(master_opts, {})
-    returners["local_cache.prep_jid"](False, passed_jid=JID)
+    local_cache = job_cache.local_cache
+    local_cache["local_cache.prep_jid"](False, passed_jid=JID)
     tag, data = ret_event(ret="scheduled")
     data["schedule"] = "every-minute"
 
     def master_writes_the_job_cache():
-        returners["local_cache.save_load"](JID, dict(data))
-        returners["local_cache.returner"](dict(data))
+        local_cache["local_cache.save_load"](JID, dict(data))
+        local_cache["local_cache.returner"](dict(data))
 
-    timer = threading.Timer(0.3, master_writes_the_job_cache)
-    timer.start()
-    try:
-        assert es.store(tag, data) == "stored"
-    finally:
-        timer.join()
+    assert while_the_master_writes(lambda: es.store(tag, data), master_writes_the_job_cache) == "stored"
     assert es.query(jid=JID) == {"web1": "scheduled"}
 
 
-def test_a_scheduled_jobs_load_is_stored_with_its_return_and_without_it(
-    es, job_cache, master_opts
-):
-    returners = salt.loader.returners(master_opts, {})
+def test_a_scheduled_jobs_load_is_stored_with_its_return_and_without_it(es, job_cache):
+    local_cache = job_cache.local_cache
     tag, data = ret_event(ret="scheduled")
     data.update(schedule="every-minute", fun_args=["scheduled"])
-    returners["local_cache.prep_jid"](False, passed_jid=JID)
-    returners["local_cache.save_load"](JID, dict(data))
-    returners["local_cache.returner"](dict(data))
+    local_cache["local_cache.prep_jid"](False, passed_jid=JID)
+    local_cache["local_cache.save_load"](JID, dict(data))
+    local_cache["local_cache.returner"](dict(data))
     assert es.store(tag, data) == "stored"
     (load,) = es._store().select("SELECT `load` FROM jids WHERE jid = %s", (JID,))
     load = json.loads(load[0])
@@ -153,17 +154,13 @@ def test_a_return_from_a_minion_the_job_did_not_target_is_not_waited_for_long(
     assert verdict == "refused" and seconds < 10
 
 
-def test_a_late_return_from_a_minion_behind_a_syndic_is_waited_for(es, job_cache, master_opts):
+def test_a_late_return_from_a_minion_behind_a_syndic_is_waited_for(es, job_cache):
     job_cache.publish(minions=("web1",))
-    returners = salt.loader.returners(master_opts, {})
-    returners["local_cache.save_minions"](JID, ["far1"], syndic_id="syndic1")
+    job_cache.local_cache["local_cache.save_minions"](JID, ["far1"], syndic_id="syndic1")
     event = ret_event(minion="far1", ret="via the syndic")
-    timer = threading.Timer(0.6, job_cache.ret, args=(event,))  # later than UNEXPECTED_WAIT
-    timer.start()
-    try:
-        assert es.store(*event) == "stored"
-    finally:
-        timer.join()
+    # Later than UNEXPECTED_WAIT, the wait for a minion the job did not expect.
+    verdict = while_the_master_writes(lambda: es.store(*event), lambda: job_cache.ret(event), delay=0.6)
+    assert verdict == "stored"
 
 
 def test_a_forged_return_waited_for_in_vain_once_is_not_waited_for_long_again(
@@ -298,12 +295,7 @@ def test_a_batch_whose_returns_reach_the_job_cache_just_after_their_events_is_st
         for event in events:
             job_cache.ret(event)
 
-    timer = threading.Timer(0.3, write_cache)
-    timer.start()
-    try:
-        assert es.store_events(batch(*events))["stored"] == 20
-    finally:
-        timer.join()
+    assert while_the_master_writes(lambda: es.store_events(batch(*events)), write_cache)["stored"] == 20
     assert es.query(jid=JID) == {minion: minion for minion in minions}
 
 
@@ -336,10 +328,7 @@ def test_a_return_is_stored_with_the_outputter_the_job_cache_writes_just_after_i
         with open(os.path.join(folder, "web1", "out.p"), "wb") as handle:
             salt.payload.dump("highstate", handle)
 
-    timer = threading.Timer(0.3, write_out)
-    timer.start()
-    try:
-        es.store(*ret_event(fun="state.apply", ret="VALUE_TRIMMED", out="highstate"))
-    finally:
-        timer.join()
+    while_the_master_writes(
+        lambda: es.store(*ret_event(fun="state.apply", ret="VALUE_TRIMMED", out="highstate")), write_out
+    )
     assert es.query(jid=JID)["outputter"] == "highstate"
