@@ -1045,7 +1045,7 @@ _SELECT_RETURNED = "SELECT DISTINCT `id` FROM `salt_returns` WHERE `jid` = %s"
 _SELECT_DEAD_JID = "SELECT `id`, `reason` FROM `eventstore_dead_letters` WHERE `jid` = %s"
 _SELECT_LATEST = (
     "SELECT `jid`, `id`, `fun`, `success`, `alter_time`, `full_ret` FROM `salt_returns`"
-    " {where} ORDER BY `jid` DESC, `id` LIMIT %s"
+    " {where} ORDER BY `jid` DESC, `id` LIMIT %s OFFSET %s"
 )
 
 
@@ -2335,24 +2335,29 @@ def query(
             return {"outputter": outputter, "data": returns}
         return returns
 
-    rows = []
-    for row_jid, minion_id, row_fun, row_success, alter_time, full_ret in store_.select(
-        _SELECT_LATEST.format(where=_where(where)), (*params, limit)
-    ):
-        data = json.loads(full_ret)
-        if fun is not None and not fnmatch.fnmatchcase(whole_fun(data, row_fun), str(fun)):
-            continue
-        rows.append(
-            {
-                "jid": row_jid,
-                "minion": minion_id,
-                "fun": whole_fun(data, row_fun),
-                "success": row_success == "1",
-                "time": str(alter_time),
-                **({"full_ret": data} if full else {"return": data.get("return")}),
-            }
-        )
-    return rows
+    rows, offset = [], 0
+    while len(rows) < limit:
+        # Page on while cut names of other functions filled the page: the
+        # LIMIT counts rows before the whole names are matched.
+        page = store_.select(_SELECT_LATEST.format(where=_where(where)), (*params, limit, offset))
+        offset += limit
+        for row_jid, minion_id, row_fun, row_success, alter_time, full_ret in page:
+            data = json.loads(full_ret)
+            if fun is not None and not fnmatch.fnmatchcase(whole_fun(data, row_fun), str(fun)):
+                continue
+            rows.append(
+                {
+                    "jid": row_jid,
+                    "minion": minion_id,
+                    "fun": whole_fun(data, row_fun),
+                    "success": row_success == "1",
+                    "time": str(alter_time),
+                    **({"full_ret": data} if full else {"return": data.get("return")}),
+                }
+            )
+        if len(page) < limit:
+            break
+    return rows[:limit]
 
 
 def replay():

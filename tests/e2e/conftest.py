@@ -3,6 +3,7 @@ A real salt-master with this reactor and runner, a real salt-minion, and a real
 MariaDB (pytest-salt-factories: Salt's own test harness).
 """
 
+import pathlib
 import shutil
 import tempfile
 
@@ -81,12 +82,18 @@ def master(salt_factories, mysql_server, e2e_database, e2e_user):
         yield factory
 
 
+#: Execution modules of the tests' own (eventstore_e2e: hostile returns).
+MODULE_DIR = pathlib.Path(__file__).resolve().parent / "files" / "_modules"
+
+
 @pytest.fixture(scope="package")
 def minion(master):
     # A minion trims its own returns over max_event_size (1 MiB) before they
     # leave it; with it raised, the master gets them whole, its job cache keeps
-    # them whole, and only the master's event bus trims them.
-    factory = master.salt_minion_daemon("es-minion-1", overrides={"max_event_size": 8 * 1024 * 1024})
+    # them whole, and only the master's event bus trims them.  40 MiB: more
+    # than a mediumtext column holds (test_hostile_returns.py).
+    overrides = {"max_event_size": 40 * 1024 * 1024, "module_dirs": [str(MODULE_DIR)]}
+    factory = master.salt_minion_daemon("es-minion-1", overrides=overrides)
     with factory.started():
         yield factory
 

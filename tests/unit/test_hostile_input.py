@@ -110,6 +110,14 @@ def test_function_name_longer_than_its_column_is_found_by_query(es):
     assert [r["fun"] for r in es.query(fun="a_custom_execution_module_with_a_long_name.*")] == [fun]
 
 
+def test_query_limit_counts_returns_of_the_long_function_name_only(es):
+    fun = "a_custom_execution_module_with_a_long_name.and_a_long_function"
+    other = "a_custom_execution_module_with_a_long_name.and_another_function"
+    es.store(*ret_event(jid="20261126120000000001", fun=fun, ret="older, wanted"))
+    es.store(*ret_event(jid="20261126120000000002", fun=other, ret="newer, other"))
+    assert [r["return"] for r in es.query(fun=fun, limit=1)] == ["older, wanted"]
+
+
 def test_a_cut_function_name_does_not_match_another_glob(es):
     fun = "a_custom_execution_module_with_a_long_name.and_a_long_function"
     es.store(*ret_event(fun=fun))
