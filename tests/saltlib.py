@@ -9,6 +9,9 @@ import time
 
 from runnerlib import REACTOR_SLS, REPO
 
+#: Execution modules of the tests' own (eventstore_e2e: hostile returns).
+MODULE_DIR = REPO / "tests" / "e2e" / "files" / "_modules"
+
 REACTOR = [
     {"salt/job/*/new": [str(REACTOR_SLS)]},
     {"salt/job/*/ret/*": [str(REACTOR_SLS)]},

@@ -3,13 +3,12 @@ A real salt-master with this reactor and runner, a real salt-minion, and a real
 MariaDB (pytest-salt-factories: Salt's own test harness).
 """
 
-import pathlib
 import shutil
 import tempfile
 
 import pytest
 import salt.client
-from saltlib import Reactions, mysql_master_config
+from saltlib import MODULE_DIR, Reactions, mysql_master_config
 
 
 @pytest.fixture(scope="session")
@@ -80,10 +79,6 @@ def master(salt_factories, mysql_server, e2e_database, e2e_user):
         ret = factory.salt_run_cli().run("eventstore.init")
         assert ret.returncode == 0, ret
         yield factory
-
-
-#: Execution modules of the tests' own (eventstore_e2e: hostile returns).
-MODULE_DIR = pathlib.Path(__file__).resolve().parent / "files" / "_modules"
 
 
 @pytest.fixture(scope="package")

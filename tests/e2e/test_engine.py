@@ -8,7 +8,7 @@ import time
 
 import pytest
 import salt.client
-from saltlib import engine_master_config, run_job
+from saltlib import MODULE_DIR, engine_master_config, run_job
 from test_hostile_minion import forge, forged_return
 
 
@@ -30,7 +30,8 @@ def engine_master(salt_factories, mysql_server, e2e_database):
 def engine_minion(engine_master):
     # Returns reach the master whole (see tests/e2e/conftest.py); its bus trims them.
     factory = engine_master.salt_minion_daemon(
-        "es-engine-minion", overrides={"max_event_size": 8 * 1024 * 1024}
+        "es-engine-minion",
+        overrides={"max_event_size": 8 * 1024 * 1024, "module_dirs": [str(MODULE_DIR)]},
     )
     with factory.started():
         yield factory
@@ -80,6 +81,21 @@ def test_a_3_mb_return_trimmed_on_the_bus_is_stored_whole(engine_client, engine_
     jid, ret = run_job(engine_client, engine_minion, "cmd.run", ["printf '%03000000d' 0"])
     assert ret == "VALUE_TRIMMED"
     assert rows_of(db, jid) == [(engine_minion.id, "0" * 3_000_000)]
+
+
+def test_a_return_holding_bytes_is_stored_which_the_reactor_cannot(
+    engine_client, engine_minion, db, tmp_path
+):
+    path = tmp_path / "not-utf8"
+    path.write_bytes(b"\xff\xfe ab")
+    jid, ret = run_job(engine_client, engine_minion, "file.read", [str(path)], kwarg={"binary": True})
+    ((_, stored),) = rows_of(db, jid)
+    assert stored.encode("utf-8", "surrogateescape") == ret == b"\xff\xfe ab"
+
+
+def test_a_return_nested_500_deep_is_stored_which_the_reactor_cannot(engine_client, engine_minion, db):
+    jid, ret = run_job(engine_client, engine_minion, "eventstore_e2e.nested", [500])
+    assert rows_of(db, jid) == [(engine_minion.id, ret)]
 
 
 def test_a_forged_return_is_refused(engine_master, engine_client, engine_minion, db):
