@@ -461,7 +461,9 @@ def _with_job_cache(data, cached_ret, job_fun=None):
     """
     if job_fun is not None and job_fun != data.get("fun"):
         raise Refused(f"the event's function disagrees with the job's ({str(job_fun)[:50]})")
-    merged = {key: value for key, value in data.items() if key not in ("return", "retcode", "success", "out")}
+    # The event's outputter stays when the cache has none (yet): out.p is
+    # written after return.p, and waited for only when the event names one.
+    merged = {key: value for key, value in data.items() if key not in ("return", "retcode", "success")}
     merged.update(cached_ret)
     return merged
 
@@ -535,12 +537,19 @@ class _JobCache:
         self._given_up = set()
 
     def _read(self, *parts):
+        """
+        One file of the job cache, or ``None`` when there is none.  local_cache
+        writes each file whole (write, then rename), so a file that does not
+        decode is damaged: refused, with one log line.
+        """
         path = os.path.join(salt.utils.jid.jid_dir(parts[0], self.job_dir, self.hash_type), *parts[1:])
         try:
             with open(path, "rb") as handle:
                 return salt.payload.load(handle)
         except FileNotFoundError:
             return None
+        except Exception as exc:  # pylint: disable=broad-except
+            raise Refused(f"the master job cache's {parts[-1]} cannot be read: {exc}") from exc
 
     def ret(self, jid, minion):
         ret = self._read(jid, minion, "return.p")
@@ -2004,8 +2013,8 @@ def _started_by_the_minion(runtime, kind, jid, data):
     data = _unwrap(data)
     if kind != "ret" or not data.get("schedule"):
         return []
-    load = runtime.job_cache.load(jid, minions=False) if runtime.config.verify_returns else data
     try:
+        load = runtime.job_cache.load(jid, minions=False) if runtime.config.verify_returns else data
         return [_job_load(jid, load)] if load else []
     except Refused as exc:
         log.warning("eventstore: not storing the load of scheduled job %s: %s", jid, exc)

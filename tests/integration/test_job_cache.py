@@ -175,6 +175,27 @@ def test_a_forged_return_waited_for_in_vain_once_is_not_waited_for_long_again(
     assert first[1] >= 4 and again[1] < 3
 
 
+def test_a_damaged_return_file_in_the_job_cache_is_refused_with_the_reason(
+    es, job_cache, master_opts, caplog
+):
+    import salt.utils.jid
+
+    job_cache.publish()
+    job_cache.ret(ret_event())
+    folder = salt.utils.jid.jid_dir(JID, f"{master_opts['cachedir']}/jobs", "sha256")
+    with open(f"{folder}/web1/return.p", "wb") as handle:
+        handle.write(b"\xc1 not msgpack")
+    assert es.store(*ret_event()) == "refused"
+    assert "return.p cannot be read" in caplog.text
+
+
+def test_the_events_outputter_is_kept_when_the_job_cache_has_none(es, job_cache):
+    job_cache.publish(fun="state.apply")
+    job_cache.ret(ret_event(fun="state.apply", ret={"state_|-a_|-a_|-run": {"result": True}}))
+    es.store(*ret_event(fun="state.apply", ret={}, out="highstate"))
+    assert es.query(jid=JID)["outputter"] == "highstate"
+
+
 def test_a_trimmed_return_is_stored_whole_from_the_job_cache(es, job_cache):
     job_cache.publish(fun="cmd.run")
     whole = "y" * 2_000_000
