@@ -100,10 +100,13 @@ def test_a_flood_of_forged_returns_does_not_hold_up_genuine_ones(client, minion,
     ],
 )
 def test_hostile_events_are_refused_and_the_reactor_carries_on(
-    client, minion, db, reactions, tag, data, case
+    master, client, minion, db, reactions, tag, data, case
 ):
     forge(client, minion, tag, data)
     assert reactions.result(tag) == "refused", case
+    with open(master.config["log_file"], encoding="utf-8", errors="replace") as log:
+        refusals = [line for line in log if f"not storing {tag}: " in line]
+    assert len(refusals) == 1, refusals  # once, with the reason after the colon
     jid, _ = run_job(client, minion, "test.ping")
     assert reactions.result(f"salt/job/{jid}/ret/{minion.id}") == "stored"
     with db.cursor() as cur:
