@@ -78,8 +78,11 @@ What it guarantees
   minion's return.  With ``verify_returns`` (the default with the default
   ``local_cache`` job cache) a return is stored only when the master's own job
   cache holds it, and it is the job cache's copy that is stored; a forgery is
-  refused and logged with its tag.  Turn it off only for a master whose job
-  cache is not ``local_cache``: then every return event on the bus is believed.
+  refused and logged with its tag.  A forgery holds a reactor thread 0.2 s at
+  most, unless it names a targeted minion that has not returned yet (then
+  ``job_cache_wait``, once per job and minion).  Turn verification off only
+  for a master whose job cache is not ``local_cache``: then every return
+  event on the bus is believed.
 - **Whole returns.**  The event bus cuts values of events over
   ``max_event_size`` to ``VALUE_TRIMMED``; the job cache keeps them whole, and
   that copy is stored.
