@@ -97,6 +97,13 @@ def test_a_flood_of_forged_returns_does_not_hold_up_genuine_ones(client, minion,
         ),
         ("salt/job/20991231235959000003/ret/x", {"id": "y", "return": 1, "fun": "test.ping"}, "id"),
         ("salt/job/20991231235959000004/ret/x", {"id": "x", "fun": "test.ping"}, "no return"),
+        ("salt/job/20991231235959000005/ret/x", {"return": 1, "fun": "test.ping"}, "no id"),
+        (
+            "salt/job/20991231235959000006/ret/x",
+            {"id": "x", "jid": "20991231235959000007", "return": 1, "fun": "test.ping"},
+            "jid",
+        ),
+        ("salt/job/20991231235959000008/ret/x\x00y", {"id": "x\x00y", "return": 1, "fun": "test.ping"}, "NUL"),
     ],
 )
 def test_hostile_events_are_refused_and_the_reactor_carries_on(
