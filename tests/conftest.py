@@ -9,6 +9,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import mysqlserver  # noqa: E402
+from runnerlib import mysql_keys  # noqa: E402
 
 
 def _in_ci():
@@ -60,13 +61,7 @@ def mysql_database(mysql_server):
 @pytest.fixture
 def mysql_opts(mysql_server, mysql_database):
     """Salt master config pointing the mysql returner (and our runner) at `mysql_database`."""
-    return {
-        "mysql.host": mysql_server.host,
-        "mysql.port": int(mysql_server.port),
-        "mysql.user": mysql_server.user,
-        "mysql.pass": mysql_server.password,
-        "mysql.db": mysql_database,
-    }
+    return mysql_keys(mysql_server, mysql_database)
 
 
 def _skip_reason(report):

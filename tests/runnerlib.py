@@ -27,6 +27,20 @@ def load_runner(opts):
     return module
 
 
+def mysql_keys(server, database, user=None, password=None):
+    """
+    The ``mysql.*`` master config keys for ``database`` on ``server`` (a
+    tests.mysqlserver server), as ``server``'s user unless told otherwise.
+    """
+    return {
+        "mysql.host": server.host,
+        "mysql.port": int(server.port),
+        "mysql.user": server.user if user is None else user,
+        "mysql.pass": server.password if password is None else password,
+        "mysql.db": database,
+    }
+
+
 JID = "20261126120000000000"
 
 # The mysql returner's documented schema (saltext-mysql's returners/mysql.py,

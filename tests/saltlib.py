@@ -7,7 +7,7 @@ first on sys.path, so it broke when tiers were collected in one pytest run.
 
 import time
 
-from runnerlib import REACTOR_SLS, REPO
+from runnerlib import REACTOR_SLS, REPO, mysql_keys
 
 #: Execution modules of the tests' own (eventstore_e2e: hostile returns).
 MODULE_DIR = REPO / "tests" / "e2e" / "files" / "_modules"
@@ -18,19 +18,16 @@ REACTOR = [
 ]
 
 
-def mysql_master_config(mysql_server, database, user, password):
+def mysql_master_config(mysql_server, database, user=None, password=None):
     """
-    Master config with this reactor and runner, storing into ``database``.
+    Master config with this reactor and runner, storing into ``database`` (as
+    the server's user unless told otherwise).
     """
     return {
         "reactor": REACTOR,
         # Loaded straight from the checkout; test_install.py covers sync_runners.
         "runner_dirs": [str(REPO / "_runners")],
-        "mysql.host": mysql_server.host,
-        "mysql.port": int(mysql_server.port),
-        "mysql.user": user,
-        "mysql.pass": password,
-        "mysql.db": database,
+        **mysql_keys(mysql_server, database, user, password),
     }
 
 
@@ -39,7 +36,7 @@ def engine_master_config(mysql_server, database, reactor=False, **engine):
     Master config running the eventstore engine with ``engine`` settings (and
     the reactor too, with ``reactor``), storing into ``database``.
     """
-    config = mysql_master_config(mysql_server, database, mysql_server.user, mysql_server.password)
+    config = mysql_master_config(mysql_server, database)
     if not reactor:
         del config["reactor"]
     config.update(engines_dirs=[str(REPO / "_engines")], engines=[{"eventstore": engine}])

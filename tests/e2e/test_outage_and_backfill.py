@@ -5,18 +5,7 @@ returns, and returns made while the reactor was off recovered from the job cache
 
 import pytest
 import salt.client
-from saltlib import REACTOR, Reactions, run_job
-from runnerlib import REPO
-
-
-def mysql_keys(server, database):
-    return {
-        "mysql.host": server.host,
-        "mysql.port": int(server.port),
-        "mysql.user": server.user,
-        "mysql.pass": server.password,
-        "mysql.db": database,
-    }
+from saltlib import Reactions, mysql_master_config, run_job
 
 
 def stored_counts(server, database, jids):
@@ -31,8 +20,7 @@ def stored_counts(server, database, jids):
 @pytest.fixture(scope="module")
 def outage_setup(salt_factories, own_mysql_server):
     database = own_mysql_server.create_database()
-    overrides = {"reactor": REACTOR, "runner_dirs": [str(REPO / "_runners")]}
-    overrides.update(mysql_keys(own_mysql_server, database))
+    overrides = mysql_master_config(own_mysql_server, database)
     master = salt_factories.salt_master_daemon("es-outage-master", overrides=overrides)
     with master.started():
         assert master.salt_run_cli().run("eventstore.init").returncode == 0
@@ -75,8 +63,8 @@ def test_the_outage_was_logged_once(outage_setup):
 def reactorless_master(salt_factories, mysql_server):
     """A master that never stores as returns come: the reactor is off."""
     database = mysql_server.create_database()
-    overrides = {"runner_dirs": [str(REPO / "_runners")]}
-    overrides.update(mysql_keys(mysql_server, database))
+    overrides = mysql_master_config(mysql_server, database)
+    del overrides["reactor"]
     master = salt_factories.salt_master_daemon("es-backfill-master", overrides=overrides)
     with master.started():
         assert master.salt_run_cli().run("eventstore.init").returncode == 0

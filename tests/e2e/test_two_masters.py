@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 import salt.client
-from saltlib import REACTOR, Reactions, run_job
-from runnerlib import REPO
+from saltlib import Reactions, mysql_master_config, run_job
 
 SCHEDULE = {
     # Any returner keeps the minion's jid for the run: without one the minion
@@ -40,19 +39,10 @@ def database(mysql_server):
 
 
 def master_factory(salt_factories, master_id, mysql_server, database, **overrides):
+    # As the server's user: our runner takes root's empty password (the mysql
+    # returner would not).
     return salt_factories.salt_master_daemon(
-        master_id,
-        overrides={
-            "reactor": REACTOR,
-            "runner_dirs": [str(REPO / "_runners")],
-            "mysql.host": mysql_server.host,
-            "mysql.port": int(mysql_server.port),
-            # Our runner takes root's empty password (the mysql returner would not).
-            "mysql.user": mysql_server.user,
-            "mysql.pass": mysql_server.password,
-            "mysql.db": database,
-            **overrides,
-        },
+        master_id, overrides={**mysql_master_config(mysql_server, database), **overrides}
     )
 
 

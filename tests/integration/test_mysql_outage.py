@@ -5,7 +5,7 @@ A real MariaDB stopped and started under the runner.
 import logging
 
 import pytest
-from runnerlib import JID, load_runner, ret_event
+from runnerlib import JID, load_runner, mysql_keys, ret_event
 
 
 @pytest.fixture
@@ -17,15 +17,7 @@ def server(own_mysql_server):
 def es(server, tmp_path):
     name = server.create_database()
     runner = load_runner(
-        {
-            "mysql.host": server.host,
-            "mysql.port": server.port,
-            "mysql.user": server.user,
-            "mysql.pass": server.password,
-            "mysql.db": name,
-            "cachedir": str(tmp_path),
-            "eventstore": {"verify_returns": False},
-        }
+        {**mysql_keys(server, name), "cachedir": str(tmp_path), "eventstore": {"verify_returns": False}}
     )
     runner.init()
     yield runner
