@@ -2040,7 +2040,7 @@ def _checked_row(runtime, kind, jid, minion, data, wait=None):
             load = _wait_for(lambda: job_cache.load(jid), wait)
             if load is None:
                 raise Refused("the master job cache has no such job: forged, or not local_cache")
-            row = _load_row(jid, load)
+            row = _job_load(jid, load)
         return row
     data = _unwrap(data)
     if not (config.verify_returns or _is_trimmed(data)):
