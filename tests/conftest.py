@@ -12,8 +12,12 @@ import mysqlserver  # noqa: E402
 from runnerlib import mysql_keys  # noqa: E402
 
 
+#: What CI services and people set CI to, in any case.
+_TRUTHY = ("true", "1", "yes", "on")
+
+
 def _in_ci():
-    return os.environ.get("CI", "").lower() in ("true", "1")
+    return os.environ.get("CI", "").strip().lower() in _TRUTHY
 
 
 @pytest.fixture(scope="session")

@@ -109,3 +109,17 @@ def test_an_xfail_stays_an_xfail_when_ci_is_true(inner, monkeypatch):
     result = inner.runpytest()
     result.assert_outcomes(xfailed=1)
 
+
+
+@pytest.mark.parametrize("value", ["True", "TRUE", "1", "yes", "On", " true "])
+def test_a_skip_fails_for_every_usual_truthy_ci_value(inner, monkeypatch, value):
+    monkeypatch.setenv("CI", value)
+    inner.makepyfile(SKIPPING_TESTS["in_the_test_body"][1])
+    inner.runpytest().assert_outcomes(failed=1)
+
+
+@pytest.mark.parametrize("value", ["", "false", "0", "no"])
+def test_a_skip_stays_a_skip_for_a_falsy_ci_value(inner, monkeypatch, value):
+    monkeypatch.setenv("CI", value)
+    inner.makepyfile(SKIPPING_TESTS["in_the_test_body"][1])
+    inner.runpytest().assert_outcomes(skipped=1)
