@@ -1601,9 +1601,14 @@ class _Writer:
     tries the database again.
     """
 
-    def __init__(self, db, spool):
+    def __init__(self, db, spool, first_pause=1.0, longest_pause=30.0):
         self.db = db
         self.spool = spool
+        # Seconds the database is left alone after a failed try, doubling per
+        # failure up to ``longest_pause``; settable for tests, which must not
+        # race the clock.
+        self.first_pause = first_pause
+        self.longest_pause = longest_pause
         self._lock = threading.Lock()
         self._probe = threading.Lock()
         self._replaying = threading.Lock()
@@ -1684,7 +1689,7 @@ class _Writer:
                     self.spool.path,
                 )
                 self._outage = str(exc)
-            self._pause = min(max(self._pause * 2, 1.0), 30.0)
+            self._pause = min(max(self._pause * 2, self.first_pause), self.longest_pause)
             self._retry_at = time.monotonic() + self._pause
 
     def _came_up(self):

@@ -20,6 +20,23 @@ def _in_ci():
     return os.environ.get("CI", "").strip().lower() in _TRUTHY
 
 
+def _mysqldb_modules():
+    return {name for name in sys.modules if name == "MySQLdb" or name.startswith("MySQLdb.")}
+
+
+@pytest.fixture(autouse=True)
+def _no_mysqldb_alias_outlives_its_test():
+    """
+    ``pymysql.install_as_MySQLdb()`` (Salt's mysql returner runs it when it is
+    loaded) makes every later ``import MySQLdb`` of the test run PyMySQL:
+    undone after the test that did it.
+    """
+    before = _mysqldb_modules()
+    yield
+    for name in _mysqldb_modules() - before:
+        del sys.modules[name]
+
+
 @pytest.fixture(scope="session")
 def mysql_server():
     """The server from EVENTSTORE_TEST_MYSQL_URL, else a throwaway MariaDB for this session."""

@@ -118,10 +118,11 @@ def test_jid_disagreeing_with_the_tag_is_refused(es):
         row_for(es, tag, data)
 
 
-def test_tag_jid_that_is_not_a_job_id_is_refused(es):
-    _, data = ret_event(jid="../../etc/passwd")
+@pytest.mark.parametrize("jid", ["../../etc/passwd", JID + "_" + "x" * 235])
+def test_tag_jid_that_is_not_a_job_id_is_refused(es, jid):
+    _, data = ret_event(jid=jid)
     with pytest.raises(es.Refused, match="not a job id"):
-        es._return_row("../../etc/passwd", "web1", data)
+        es._return_row(jid, "web1", data)
 
 
 def test_return_without_return_key_is_refused(es):

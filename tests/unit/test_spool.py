@@ -7,7 +7,6 @@ missing), which the runner sees as the database being down.
 import logging
 import os
 import stat
-import time
 
 import pytest
 from runnerlib import JID, load_runner, ret_event
@@ -57,10 +56,21 @@ def test_the_spool_is_in_the_cachedir_and_private(es, tmp_path):
     assert stat.S_IMODE(os.stat(folder / name).st_mode) == 0o600
 
 
-def test_one_warning_per_outage_not_per_return(es, caplog):
+def tries_of(es, store_class):
+    """The list a connect attempt to the database appends to, from now on."""
+    tries = []
+    connect = store_class.connect
+    store_class.connect = lambda self: tries.append(1) or connect(self)
+    return tries
+
+
+def test_one_warning_per_outage_not_per_failed_try(es, caplog):
+    es._runtime().writer.first_pause = 0  # every store tries the database again
+    tries = tries_of(es, es._SQLiteStore)
     with caplog.at_level(logging.WARNING):
         for minion in ("a", "b", "c", "d"):
-            es.store(*ret_event(minion=minion))
+            assert es.store(*ret_event(minion=minion)) == "spooled"
+    assert len(tries) == 4
     assert len([r for r in caplog.records if "unavailable" in r.getMessage()]) == 1
 
 
@@ -71,20 +81,19 @@ def test_the_warning_carries_no_return_data(es, caplog):
 
 
 def test_after_a_failure_the_database_is_left_alone_for_a_pause(es):
+    es._runtime().writer.first_pause = 3600
     es.store(*ret_event(minion="first"))
-    tries = []
-    connect = es._SQLiteStore.connect
-    es._SQLiteStore.connect = lambda self: tries.append(1) or connect(self)
+    tries = tries_of(es, es._SQLiteStore)
     for minion in ("a", "b", "c"):
         assert es.store(*ret_event(minion=minion)) == "spooled"
     assert tries == []
 
 
 def test_the_next_store_after_the_pause_writes_the_spool_back(es, outage):
+    es._runtime().writer.first_pause = 0  # the pause is over at once
     es.store(*ret_event(minion="during-1"))
     es.store(*ret_event(minion="during-2"))
     outage.end()
-    time.sleep(1.05)  # the first pause after a failure is one second
     assert es.store(*ret_event(minion="after")) == "stored"
     assert sorted(es.query(jid=JID)) == ["after", "during-1", "during-2"]
     assert spooled(es) == []
@@ -122,13 +131,28 @@ def test_a_return_spooled_twice_is_stored_once(es, outage):
     assert len(es._store().select("SELECT * FROM salt_returns", ())) == 1
 
 
-def test_two_processes_replaying_one_spool_store_each_row_once(es, outage, tmp_path):
+@pytest.mark.parametrize("step", ["read", "insert"])
+def test_two_processes_replaying_one_spool_store_each_row_once(es, outage, step):
     for n in range(20):
         es.store(*ret_event(minion=f"m{n}"))
     outage.end()
     other = load_runner(dict(es.__opts__))  # salt-run beside the reactor
+    writer = other._runtime().writer
+    # The other process lists the spool, then, just before it reads (or
+    # inserts) those rows, this one writes the whole spool back.
+    target = writer.spool if step == "read" else writer
+    method = {"read": "read", "insert": "_insert_rows"}[step]
+    original = getattr(target, method)
+    interleaved = []
+
+    def replay_here_first(*args, **kwargs):
+        if not interleaved:
+            interleaved.append(es.replay()["written back"])
+        return original(*args, **kwargs)
+
+    setattr(target, method, replay_here_first)
     other.replay()
-    es.replay()
+    assert interleaved == [20]
     assert len(es._store().select("SELECT * FROM salt_returns", ())) == 20
     assert spooled(es) == []
 
