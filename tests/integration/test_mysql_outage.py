@@ -13,17 +13,39 @@ def server(own_mysql_server):
     return own_mysql_server
 
 
+PASSWORD = "outage-test-secret-pw"
+
+
 @pytest.fixture
 def es(server, tmp_path):
+    """The runner on a database of its own, as a user with a password (to look for in the log)."""
     name = server.create_database()
+    user = f"u{name[-12:]}"
+    with server.connect().cursor() as cur:
+        cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (user, PASSWORD))
+        cur.execute(f"GRANT ALL ON `{name}`.* TO %s@'%%'", (user,))
     runner = load_runner(
-        {**mysql_keys(server, name), "cachedir": str(tmp_path), "eventstore": {"verify_returns": False}}
+        {
+            **mysql_keys(server, name, user, PASSWORD),
+            "cachedir": str(tmp_path),
+            "eventstore": {"verify_returns": False},
+        }
     )
     runner.init()
     yield runner
     if server.proc is None:  # the test left it stopped
         server.resume()
+    with server.connect().cursor() as cur:
+        cur.execute("DROP USER %s@'%%'", (user,))
     server.drop_database(name)
+
+
+def connect_tries(es):
+    """The list each try to connect to the server appends to, from now on."""
+    tries = []
+    connect = es._MySQLStore.connect
+    es._MySQLStore.connect = lambda self: tries.append(1) or connect(self)
+    return tries
 
 
 def test_returns_made_while_the_server_is_down_are_stored_once_it_is_back(es, server):
@@ -36,29 +58,40 @@ def test_returns_made_while_the_server_is_down_are_stored_once_it_is_back(es, se
 
 
 def test_a_stopped_server_is_not_tried_again_on_every_call(es, server):
+    es._runtime().writer.first_pause = 3600
     es.store(*ret_event(minion="before"))
     server.pause()
     es.store(*ret_event(minion="first-failure"))
-    tries = []
-    connect = es._MySQLStore.connect
-    es._MySQLStore.connect = lambda self: tries.append(1) or connect(self)
+    tries = connect_tries(es)
     for n in range(10):
         es.store(*ret_event(minion=f"m{n}"))
     assert tries == []
 
 
 def test_the_outage_and_the_recovery_are_logged_once_each(es, server, caplog):
+    es._runtime().writer.first_pause = 0  # every store tries the server again
     es.store(*ret_event(minion="before"))
     server.pause()
+    tries = connect_tries(es)
     with caplog.at_level(logging.WARNING):
         for n in range(5):
-            es.store(*ret_event(minion=f"m{n}"))
+            assert es.store(*ret_event(minion=f"m{n}")) == "spooled"
+        assert len(tries) == 5
         server.resume()
         es.replay()
     messages = [r.getMessage() for r in caplog.records]
     assert len([m for m in messages if "is unavailable" in m]) == 1
     assert len([m for m in messages if "spool is written back" in m]) == 1
-    assert not [m for m in messages if server.password and server.password in m]
+
+
+def test_the_outage_warning_names_the_server_not_the_password(es, server, caplog):
+    es.store(*ret_event(minion="before"))
+    server.pause()
+    with caplog.at_level(logging.WARNING):
+        es.store(*ret_event(minion="during"))
+    (warning,) = [r.getMessage() for r in caplog.records if "is unavailable" in r.getMessage()]
+    assert f"{server.host}:{server.port}" in warning
+    assert PASSWORD not in caplog.text
 
 
 def test_a_batch_made_while_the_server_is_down_is_spooled_and_written_back(es, server):

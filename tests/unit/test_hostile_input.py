@@ -26,15 +26,19 @@ def tables(es):
     es.init()
 
 
-@pytest.mark.parametrize("missing", ["id", "jid", "return"])
-def test_event_without_a_required_key_is_refused(es, caplog, missing):
+@pytest.mark.parametrize("missing, reason", [("id", "disagrees with the tag"), ("return", "no return")])
+def test_event_without_a_required_key_is_refused(es, caplog, missing, reason):
     tag, data = ret_event()
     del data[missing]
-    reason = {"id": "disagrees with the tag", "jid": "", "return": "no return"}[missing]
-    if missing == "jid":  # the tag carries the jid: a return without data.jid is fine
-        assert es.store(tag, data) == "stored"
-    else:
-        refused_once(es, caplog, tag, data, reason)
+    refused_once(es, caplog, tag, data, reason)
+    assert stored(es) == []
+
+
+def test_a_return_without_data_jid_is_stored_under_the_tags_jid(es):
+    tag, data = ret_event()
+    del data["jid"]
+    assert es.store(tag, data) == "stored"
+    assert es._store().select("SELECT jid FROM salt_returns", ()) == [(JID,)]
 
 
 def test_tag_minion_disagreeing_with_data_id_is_refused(es, caplog):

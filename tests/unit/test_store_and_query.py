@@ -6,7 +6,6 @@ import logging
 import os
 import sqlite3
 import stat
-import threading
 
 from runnerlib import JID, new_event, ret_event
 
@@ -72,19 +71,6 @@ def test_store_reuses_its_connection_across_calls(es):
     for minion in ("a", "b", "c"):
         es.store(*ret_event(minion=minion))
     assert len(opened) == 1
-
-
-def test_store_from_ten_threads_at_once_stores_every_return(es):
-    def worker(n):
-        for i in range(20):
-            es.store(*ret_event(minion=f"m{n}-{i}"))
-
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(rows(es)) == 200
 
 
 def test_init_creates_the_tables_and_can_run_again(es):
