@@ -6,6 +6,7 @@ hand it its globals, for tests that call its functions directly.
 import importlib.util
 import itertools
 import pathlib
+import time
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RUNNER_PATH = REPO / "_runners" / "eventstore.py"
@@ -25,6 +26,33 @@ def load_runner(opts):
     module.__opts__ = opts
     module.__context__ = {}
     return module
+
+
+class FakeClock:
+    """
+    Stands in for the ``time`` module of one loaded runner: ``monotonic()``
+    moves only when the runner sleeps, and its sleeps take no time.  So a
+    test says how long the runner waited, exactly, and never races the clock.
+    """
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+def fake_clock(es):
+    """Give the loaded runner ``es`` a :py:class:`FakeClock`; returns it."""
+    if not isinstance(es.time, FakeClock):
+        es.time = FakeClock()
+    return es.time
 
 
 def mysql_keys(server, database, user=None, password=None):

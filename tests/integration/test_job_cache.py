@@ -4,19 +4,21 @@ cache, written here by Salt's own local_cache returner as the master writes it.
 """
 
 import json
-import threading
-import time
 
 import pytest
 import salt.config
 import salt.loader
-from runnerlib import JID, load_runner, new_event, ret_event
+from runnerlib import JID, fake_clock, load_runner, new_event, ret_event
+
+#: Long enough that a runner that waits never gives up during a test: each
+#: test says when the master writes, on a clock of its own.
+LONG_WAIT = 3600
 
 
 @pytest.fixture
 def master_opts(tmp_path):
     opts = salt.config.master_config(None)
-    opts.update(cachedir=str(tmp_path / "cache"), eventstore={"job_cache_wait": 1})
+    opts.update(cachedir=str(tmp_path / "cache"), eventstore={"job_cache_wait": LONG_WAIT})
     return opts
 
 
@@ -42,24 +44,46 @@ def job_cache(master_opts):
     return JobCache
 
 
+def runner(master_opts):
+    """The runner on ``master_opts``, waiting on a fake clock: no test waits for real."""
+    es = load_runner(master_opts)
+    fake_clock(es)
+    return es
+
+
 @pytest.fixture
 def es(master_opts):
-    runner = load_runner(master_opts)
-    runner.init()
-    return runner
+    es = runner(master_opts)
+    es.init()
+    return es
 
 
-def while_the_master_writes(store, write, delay=0.3):
+def while_the_master_writes(es, store, write, after=1.0):
     """
-    ``store()``'s result while ``write()`` runs ``delay`` seconds after it
-    starts: the master writes its job cache just after it fires the event.
+    ``store()``'s result when the master writes its job cache (``write()``)
+    once the runner has looked there in vain and waited ``after`` seconds
+    more (on the runner's own fake clock): the master writes it just after
+    it fires the event.
     """
-    timer = threading.Timer(delay, write)
-    timer.start()
-    try:
-        return store()
-    finally:
-        timer.join()
+    clock = fake_clock(es)
+    started = clock.now
+    job_cache = es._runtime().job_cache
+    written = []
+
+    def looking(read):
+        def look(*args, **kwargs):
+            found = read(*args, **kwargs)
+            if not found and not written and clock.now - started >= after:
+                written.append(write())
+            return found
+
+        return look
+
+    for name in ("ready", "ret", "load"):
+        setattr(job_cache, name, looking(getattr(job_cache, name)))
+    result = store()
+    assert written, "the runner never looked in the job cache"
+    return result
 
 
 def test_verification_is_on_by_default_with_local_cache(es):
@@ -103,7 +127,8 @@ def test_an_event_naming_another_function_than_the_job_is_refused(es, job_cache)
 def test_a_return_written_to_the_cache_just_after_its_event_is_waited_for(es, job_cache):
     job_cache.publish()
     event = ret_event(ret="late")
-    assert while_the_master_writes(lambda: es.store(*event), lambda: job_cache.ret(event)) == "stored"
+    verdict = while_the_master_writes(es, lambda: es.store(*event), lambda: job_cache.ret(event))
+    assert verdict == "stored"
     assert es.query(jid=JID) == {"web1": "late"}
 
 
@@ -119,7 +144,7 @@ def test_a_scheduled_jobs_return_is_waited_for_though_its_load_comes_after_it(es
         local_cache["local_cache.save_load"](JID, dict(data))
         local_cache["local_cache.returner"](dict(data))
 
-    assert while_the_master_writes(lambda: es.store(tag, data), master_writes_the_job_cache) == "stored"
+    assert while_the_master_writes(es, lambda: es.store(tag, data), master_writes_the_job_cache) == "stored"
     assert es.query(jid=JID) == {"web1": "scheduled"}
 
 
@@ -138,20 +163,17 @@ def test_a_scheduled_jobs_load_is_stored_with_its_return_and_without_it(es, job_
 
 
 def waits_for(es, event):
-    """The runner's verdict on ``event`` and how many seconds it took."""
-    started = time.monotonic()
+    """The runner's verdict on ``event`` and how many seconds it waited for the job cache."""
+    clock = fake_clock(es)
+    started = clock.now
     verdict = es.store(*event)
-    return verdict, time.monotonic() - started
+    return verdict, clock.now - started
 
 
-def test_a_return_from_a_minion_the_job_did_not_target_is_not_waited_for_long(
-    master_opts, job_cache
-):
-    master_opts["eventstore"]["job_cache_wait"] = 30
-    es = load_runner(master_opts)
+def test_a_return_from_a_minion_the_job_did_not_target_is_not_waited_for_long(es, job_cache):
     job_cache.publish(minions=("web1",))
-    verdict, seconds = waits_for(es, ret_event(minion="victim"))
-    assert verdict == "refused" and seconds < 10
+    verdict, waited = waits_for(es, ret_event(minion="victim"))
+    assert verdict == "refused" and waited == pytest.approx(es.UNEXPECTED_WAIT)
 
 
 def test_a_late_return_from_a_minion_behind_a_syndic_is_waited_for(es, job_cache):
@@ -159,20 +181,18 @@ def test_a_late_return_from_a_minion_behind_a_syndic_is_waited_for(es, job_cache
     job_cache.local_cache["local_cache.save_minions"](JID, ["far1"], syndic_id="syndic1")
     event = ret_event(minion="far1", ret="via the syndic")
     # Later than UNEXPECTED_WAIT, the wait for a minion the job did not expect.
-    verdict = while_the_master_writes(lambda: es.store(*event), lambda: job_cache.ret(event), delay=0.6)
+    verdict = while_the_master_writes(
+        es, lambda: es.store(*event), lambda: job_cache.ret(event), after=10 * es.UNEXPECTED_WAIT
+    )
     assert verdict == "stored"
 
 
-def test_a_forged_return_waited_for_in_vain_once_is_not_waited_for_long_again(
-    master_opts, job_cache
-):
-    master_opts["eventstore"]["job_cache_wait"] = 4
-    es = load_runner(master_opts)
+def test_a_forged_return_waited_for_in_vain_once_is_not_waited_for_long_again(es, job_cache):
     job_cache.publish(minions=("web1", "web2"))  # web2 has not returned
     first = waits_for(es, ret_event(minion="web2", ret="forged"))
     again = waits_for(es, ret_event(minion="web2", ret="forged again"))
-    assert first[0] == again[0] == "refused"
-    assert first[1] >= 4 and again[1] < 3
+    assert first == ("refused", pytest.approx(LONG_WAIT))
+    assert again == ("refused", pytest.approx(es.UNEXPECTED_WAIT))
 
 
 def test_a_damaged_return_file_in_the_job_cache_is_refused_with_the_reason(
@@ -206,7 +226,7 @@ def test_a_trimmed_return_is_stored_whole_from_the_job_cache(es, job_cache):
 
 def test_without_verification_a_trimmed_return_is_still_completed(master_opts, job_cache):
     master_opts["eventstore"]["verify_returns"] = False
-    es = load_runner(master_opts)
+    es = runner(master_opts)
     job_cache.publish()
     job_cache.ret(ret_event(ret={"stdout": "z" * 10, "stderr": ""}))
     es.store(*ret_event(ret={"stdout": "VALUE_TRIMMED", "stderr": ""}))
@@ -217,7 +237,7 @@ def test_without_verification_a_trimmed_return_missing_from_the_cache_is_a_dead_
     master_opts,
 ):
     master_opts["eventstore"]["verify_returns"] = False
-    es = load_runner(master_opts)
+    es = runner(master_opts)
     assert es.store(*ret_event(ret="VALUE_TRIMMED")) == "dead-lettered"
     (shown,) = es.query(jid=JID).values()
     assert "trimmed" in shown
@@ -237,7 +257,7 @@ def test_a_job_load_the_cache_lacks_is_refused(es):
 
 def test_a_master_with_another_job_cache_does_not_verify(master_opts):
     master_opts["master_job_cache"] = "redis"
-    assert load_runner(master_opts)._resolve_config(master_opts).verify_returns is False
+    assert runner(master_opts)._resolve_config(master_opts).verify_returns is False
 
 
 def test_backfill_stores_what_the_job_cache_has(es, job_cache):
@@ -316,7 +336,7 @@ def test_a_batch_whose_returns_reach_the_job_cache_just_after_their_events_is_st
         for event in events:
             job_cache.ret(event)
 
-    assert while_the_master_writes(lambda: es.store_events(batch(*events)), write_cache)["stored"] == 20
+    assert while_the_master_writes(es, lambda: es.store_events(batch(*events)), write_cache)["stored"] == 20
     assert es.query(jid=JID) == {minion: minion for minion in minions}
 
 
@@ -350,6 +370,6 @@ def test_a_return_is_stored_with_the_outputter_the_job_cache_writes_just_after_i
             salt.payload.dump("highstate", handle)
 
     while_the_master_writes(
-        lambda: es.store(*ret_event(fun="state.apply", ret="VALUE_TRIMMED", out="highstate")), write_out
+        es, lambda: es.store(*ret_event(fun="state.apply", ret="VALUE_TRIMMED", out="highstate")), write_out
     )
     assert es.query(jid=JID)["outputter"] == "highstate"
