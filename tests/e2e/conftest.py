@@ -65,6 +65,9 @@ def e2e_user(mysql_server, e2e_database):
 def master(salt_factories, mysql_server, e2e_database, e2e_user):
     overrides = {
         **mysql_master_config(mysql_server, e2e_database, *e2e_user),
+        # Long, so that a test telling a waited-for forgery from one refused
+        # at once needs no tight timeout (test_hostile_minion.py).
+        "eventstore": {"job_cache_wait": 3600},
         # API users allowed parts of the runner only (test_operations.py),
         # as docs/operations.md shows; "auto" lets any password in.
         "external_auth": {

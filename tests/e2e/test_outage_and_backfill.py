@@ -29,32 +29,44 @@ def outage_setup(salt_factories, own_mysql_server):
             yield master, minion, own_mysql_server, database
 
 
-def test_every_return_made_across_an_outage_is_stored_exactly_once(outage_setup, event_listener):
+@pytest.fixture(scope="module")
+def across_an_outage(outage_setup, event_listener):
+    """
+    30 jobs, the database stopped for the 9th to the 20th, each job's verdict
+    read right after it; then more jobs until every return is stored, since
+    nobody runs replay: later stores write the spool back, a batch each.
+    Gives the verdicts, the jids and the master log.
+    """
     master, minion, server, database = outage_setup
     reactions = Reactions(event_listener, master)
-    jids = []
+    jids, verdicts = [], []
     with salt.client.get_local_client(master.config_file) as client:
         for n in range(30):
             if n == 8:
                 server.pause()
             if n == 20:
                 server.resume()
-            jids.append(run_job(client, minion, "test.echo", [f"return {n}"])[0])
-        verdicts = [reactions.result(f"salt/job/{jid}/ret/{minion.id}") for jid in jids]
-        assert "spooled" in verdicts  # the outage was real
-        # Nobody runs replay: later stores write the spool back, a batch each.
+            jid, _ = run_job(client, minion, "test.echo", [f"return {n}"])
+            jids.append(jid)
+            verdicts.append(reactions.result(f"salt/job/{jid}/ret/{minion.id}"))
         for _ in range(20):
             if all(stored_counts(server, database, jids).values()):
                 break
             pinged, _ = run_job(client, minion, "test.ping")
             reactions.result(f"salt/job/{pinged}/ret/{minion.id}")
+    with open(master.config["log_file"], encoding="utf-8", errors="replace") as log:
+        return verdicts, jids, log.read()
+
+
+def test_every_return_made_across_an_outage_is_stored_exactly_once(outage_setup, across_an_outage):
+    _, _, server, database = outage_setup
+    verdicts, jids, _ = across_an_outage
+    assert "spooled" in verdicts  # the outage was real
     assert set(stored_counts(server, database, jids).values()) == {1}
 
 
-def test_the_outage_was_logged_once(outage_setup):
-    master, *_ = outage_setup
-    with open(master.config["log_file"], encoding="utf-8", errors="replace") as log:
-        text = log.read()
+def test_the_outage_was_logged_once(across_an_outage):
+    *_, text = across_an_outage
     assert text.count("is unavailable") == 1
     assert text.count("spool is written back") >= 1
 

@@ -267,6 +267,9 @@ def test_backfill_stores_what_the_job_cache_has(es, job_cache):
     counts = es.backfill(jid=JID)
     assert (counts["loads added"], counts["returns added"]) == (1, 2)
     assert es.query(jid=JID) == {"web1": True, "web2": True}
+    assert sorted((row["minion"], row["success"]) for row in es.query()) == [
+        ("web1", True), ("web2", False)
+    ]
 
 
 def test_backfill_twice_adds_nothing_the_second_time(es, job_cache):
