@@ -176,6 +176,11 @@ def start(batch_size=500, max_delay=0.2, queue_mib=256, stop_timeout=3):
     try:
         _read(events, stopping)
     finally:
+        log.info(
+            "eventstore engine: stopping; storing the %d events queued, for %s s at most",
+            events.qsize(),
+            stop_timeout,
+        )
         _drain(events, writer, float(stop_timeout))
     if callable(salts_handler):
         salts_handler(signal.SIGTERM, None)
@@ -201,8 +206,26 @@ def _read(events, stopping):
         while not stopping.is_set():
             raw = _receive(bus)
             if raw and _job_tag(raw):
-                # Blocks while the queue is full: back-pressure, not memory.
-                events.put(raw)
+                _queue(events, raw, stopping)
+
+
+def _queue(events, raw, stopping):
+    """
+    Put ``raw`` on the queue, waiting while it is full (back-pressure, not
+    memory: the events not read yet wait in the publisher), unless the
+    master stops meanwhile: then the event is left to backfill.
+    """
+    try:
+        events.put(raw, timeout=0)
+        return
+    except queue.Full:
+        log.debug("eventstore engine: the queue is full (%d bytes); reading paused", events.size)
+    while not stopping.is_set():
+        try:
+            events.put(raw, timeout=1)
+            return
+        except queue.Full:
+            continue
 
 
 def _receive(bus, timeout=1):

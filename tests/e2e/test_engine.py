@@ -3,11 +3,14 @@ Engine mode: a real master running the eventstore engine (no reactor), a real
 minion and a real MariaDB.
 """
 
+import contextlib
 import json
+import threading
 import time
 
 import pytest
 import salt.client
+import salt.utils.event
 from saltlib import MODULE_DIR, engine_master_config, run_job
 from test_hostile_minion import forge, forged_return
 
@@ -108,3 +111,119 @@ def test_a_forged_return_is_refused(engine_master, engine_client, engine_minion,
     assert [minion_id for minion_id, _ in rows_of(db, jid)] == [engine_minion.id]
     with open(engine_master.config["log_file"], encoding="utf-8", errors="replace") as log:
         assert f"not storing {tag}: the master job cache has no such return" in log.read()
+
+
+# ---------------------------------------------------------------------------
+# The engine's life in a master of its own per test: stopped, held up by the
+# database, cut off from the bus.  The database is held up with LOCK TABLES
+# (the engine's INSERT waits), so a test decides when storing may go on.
+# ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def engine_of_its_own(salt_factories, mysql_server, name, **engine):
+    """A master running the engine with ``engine`` settings, a minion and a database of their own."""
+    database = mysql_server.create_database()
+    overrides = engine_master_config(mysql_server, database, **engine)
+    master = salt_factories.salt_master_daemon(f"es-{name}-master", overrides=overrides)
+    try:
+        with master.started():
+            assert master.salt_run_cli().run("eventstore.init").returncode == 0
+            minion = master.salt_minion_daemon(f"es-{name}-minion")
+            with minion.started():
+                with salt.client.get_local_client(master.config_file) as client:
+                    yield master, minion, client, mysql_server.connect(database)
+    finally:
+        mysql_server.drop_database(database)
+
+
+class TablesLocked:
+    """
+    The eventstore tables locked by a connection of the test's own until
+    ``unlock()`` (or the end of the ``with`` block: a lock left would hang
+    the DROP DATABASE after the test).
+    """
+
+    def __init__(self, mysql_server, db):
+        self.conn = mysql_server.connect(db.db.decode())
+        with self.conn.cursor() as cur:
+            cur.execute("LOCK TABLES jids WRITE, salt_returns WRITE, eventstore_dead_letters WRITE")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.conn.open:
+            self.unlock()
+
+    def engine_waits(self, timeout=60):
+        """Wait until a session (the engine's writer) waits for the lock."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self.conn.cursor() as cur:
+                cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+                            " WHERE STATE LIKE 'Waiting for table%%' AND INFO LIKE 'INSERT%%'")
+                if cur.fetchone()[0]:
+                    return
+            time.sleep(0.2)
+        raise AssertionError(f"the engine did not try to store within {timeout} s")
+
+    def unlock(self):
+        with self.conn.cursor() as cur:
+            cur.execute("UNLOCK TABLES")
+        self.conn.close()
+
+
+def wait_for_log(master, text, timeout=60):
+    """Wait until the master log holds ``text``."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with open(master.config["log_file"], encoding="utf-8", errors="replace") as log:
+            if text in log.read():
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"not in the master log within {timeout} s: {text}")
+
+
+def test_what_is_queued_is_stored_when_the_master_stops(salt_factories, mysql_server):
+    with engine_of_its_own(salt_factories, mysql_server, "stop", stop_timeout=4) as setup:
+        master, minion, client, db = setup
+        with TablesLocked(mysql_server, db) as lock:
+            jobs = [run_job(client, minion, "test.echo", [f"queued {n}"]) for n in range(3)]
+            lock.engine_waits()  # so nothing was stored before the stop
+            stopping = threading.Thread(target=master.terminate)
+            stopping.start()
+            # SIGTERM reached the engine: now the database takes rows again.
+            wait_for_log(master, "eventstore engine: stopping")
+            lock.unlock()
+            stopping.join()
+        for jid, ret in jobs:
+            assert rows_of(db, jid, timeout=0) == [(minion.id, ret)]
+        with open(master.config["log_file"], encoding="utf-8", errors="replace") as log:
+            assert "events not stored" not in log.read()
+
+
+def test_the_reader_stops_reading_while_the_queue_is_full(salt_factories, mysql_server):
+    # A queue of one event (each is bigger than 100 bytes).
+    with engine_of_its_own(salt_factories, mysql_server, "full", queue_mib=0.0001) as setup:
+        master, minion, client, db = setup
+        with TablesLocked(mysql_server, db) as lock:
+            jobs = [run_job(client, minion, "test.echo", [f"waiting {n}"]) for n in range(4)]
+            wait_for_log(master, "eventstore engine: the queue is full")
+            lock.unlock()
+        # What the reader left in the publisher meanwhile is read and stored now.
+        for jid, ret in jobs:
+            assert rows_of(db, jid) == [(minion.id, ret)]
+
+
+def test_the_engine_carries_on_after_an_event_it_cannot_decode(salt_factories, mysql_server):
+    with engine_of_its_own(salt_factories, mysql_server, "garbage") as setup:
+        master, minion, client, db = setup
+        bus = salt.utils.event.get_master_event(master.config, master.config["sock_dir"], listen=False)
+        with bus:
+            assert bus.connect_pull(timeout=30)
+            tag = "salt/job/20261126120000000000/ret/es-garbage-minion"
+            bus.pusher.publish(tag.encode() + salt.utils.event.TAGEND.encode() + b"\xc1 not msgpack")
+        wait_for_log(master, "eventstore engine: skipping an event it cannot decode")
+        jid, ret = run_job(client, minion, "test.echo", ["after the garbage"])
+        assert rows_of(db, jid) == [(minion.id, ret)]

@@ -5,6 +5,7 @@ cuts the queue into batches.  tests/e2e/test_engine.py runs it in a real master.
 
 import importlib.util
 import queue
+import threading
 
 import pytest
 import salt.config
@@ -111,3 +112,66 @@ def test_the_reader_stopping_ends_the_last_batch(engine):
 
 def test_the_reader_stopping_with_nothing_queued_is_an_empty_last_batch(engine):
     assert engine._next_batch(queued(engine._STOP), 500, 0.05) == ([], True)
+
+
+def test_a_reader_waiting_on_a_full_queue_gives_up_when_the_master_stops(engine):
+    events = engine._ByteQueue(100)
+    events.put(b"x" * 100)
+    stopping = threading.Event()
+    reader = threading.Thread(target=engine._queue, args=(events, b"y" * 10, stopping), daemon=True)
+    reader.start()
+    stopping.set()
+    reader.join(timeout=30)
+    assert not reader.is_alive()
+    assert events.qsize() == 1
+
+
+class FakeBus:
+    """A master event bus whose subscription the publisher closes once."""
+
+    def __init__(self, engine, raws):
+        self.engine, self.raws, self.cpub, self.connects = engine, list(raws), False, 0
+        self.subscriber = self
+
+    def connect_pub(self, timeout=None):
+        self.cpub = True
+        self.connects += 1
+        return True
+
+    def close_pub(self):
+        self.cpub = False
+
+    def recv(self, timeout=None):
+        raw = self.raws.pop(0)
+        if raw is None:
+            raise self.engine.StreamClosedError()
+        return raw
+
+
+def test_the_reader_connects_again_after_the_publisher_closed_its_subscription(engine):
+    bus = FakeBus(engine, [b"first", None, b"after"])
+    received = [engine._receive(bus) for _ in range(3)]
+    assert received == [b"first", None, b"after"]
+    assert bus.connects == 2
+
+
+def test_the_writer_carries_on_after_an_event_it_cannot_decode_and_a_failed_store(engine, caplog):
+    stored = []
+
+    def store_events(batch):
+        if any(event["data"].get("id") == "fails" for event in batch):
+            raise RuntimeError("a bug in the runner")
+        stored.extend(event["data"]["id"] for event in batch)
+        return {"stored": len(batch)}
+
+    # batch_size 1: each event is a batch of its own.
+    events = queued(
+        b"salt/job/1/ret/x" + salt.utils.event.TAGEND.encode() + b"\xc1 not msgpack",
+        raw("salt/job/1/ret/fails", {"id": "fails"}),
+        raw("salt/job/1/ret/web1"),
+        engine._STOP,
+    )
+    engine._write(events, store_events, 1, 0.05)
+    assert stored == ["web1"]
+    assert "skipping an event it cannot decode" in caplog.text
+    assert "1 events not stored" in caplog.text
