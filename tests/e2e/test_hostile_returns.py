@@ -49,16 +49,6 @@ def strict_json(text):
     return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in stored JSON"))
 
 
-def test_function_name_longer_than_its_column_is_cut_there_and_whole_in_full_ret(
-    client, minion, db, reactions
-):
-    jid, _ = run_job(client, minion, LONG_FUN)
-    assert reactions.result(ret_tag(jid, minion)) == "stored"
-    ((fun, ret, full_ret),) = stored_row(db, jid, minion)
-    assert fun == LONG_FUN[:50]
-    assert (json.loads(full_ret)["fun"], json.loads(ret)) == (LONG_FUN, "long name")
-
-
 def test_salt_run_query_finds_a_function_name_longer_than_its_column(
     master, client, minion, reactions
 ):

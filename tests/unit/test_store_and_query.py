@@ -20,13 +20,6 @@ def test_store_writes_a_return_row(es):
     assert rows(es) == [("test.ping", JID, "web1", "1")]
 
 
-def test_the_same_return_twice_is_one_row(es):
-    tag, data = ret_event()
-    es.store(tag, data)
-    assert es.store(tag, data) == "duplicate"
-    assert len(rows(es)) == 1
-
-
 def test_store_writes_the_job_load(es):
     assert es.store(*new_event(fun="cmd.run")) == "stored"
     assert rows(es, "SELECT jid FROM jids") == [(JID,)]
@@ -81,12 +74,6 @@ def test_init_creates_the_tables_and_can_run_again(es):
         ("jids",),
         ("salt_returns",),
     ]
-
-
-def test_query_by_jid_gives_minion_to_return(es):
-    es.store(*ret_event(minion="web1", fun="cmd.run", ret="up 3 days"))
-    es.store(*ret_event(minion="web2", fun="cmd.run", ret="up 9 days"))
-    assert es.query(jid=JID) == {"web1": "up 3 days", "web2": "up 9 days"}
 
 
 def test_query_by_jid_of_a_state_run_asks_for_the_highstate_outputter(es):
