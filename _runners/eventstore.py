@@ -13,8 +13,12 @@ reads these rows as its own.
 Installation
 ------------
 
-Copy this file to ``_runners/eventstore.py`` under a ``file_roots`` directory,
-the reactor SLS to ``/srv/reactor/eventstore.sls``, then:
+As a Salt extension: ``salt-pip install 'saltext-eventstore[mysql]'`` (``pip``
+on a pip-installed master), then ``salt-run eventstore.install_reactor`` puts
+the reactor SLS that ships in the package at ``/srv/reactor/eventstore.sls``;
+nothing to sync.  Or synced from ``file_roots``: copy this file to
+``_runners/eventstore.py`` under a ``file_roots`` directory, the reactor SLS to
+``/srv/reactor/eventstore.sls``, then:
 
 .. code-block:: bash
 
