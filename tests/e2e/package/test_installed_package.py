@@ -44,7 +44,7 @@ def reactor_master(salt_factories):
 
 @pytest.fixture(scope="module")
 def engine_master(salt_factories):
-    overrides = {"engines": [{"eventstore": {"max_delay": 0.05}}]}
+    overrides = {"engines": [{"eventstore": {}}]}  # as the README shows it
     factory = salt_factories.salt_master_daemon("es-pkg-engine", overrides=overrides)
     assert_no_eventstore_but_the_package(factory.config)
     with factory.started():
