@@ -208,6 +208,18 @@ Config = namedtuple(
 )
 
 
+def _ignore_globs(value):
+    """
+    The globs of ``eventstore:ignore_funs``: a list of them, or one.  Only
+    strings: the reactor SLS reads the same setting and must mean the same.
+    """
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, (list, tuple)):
+        return ()
+    return tuple(glob for glob in value if isinstance(glob, str))
+
+
 def _resolve_config(opts):
     """
     Turn the master config into a :py:class:`Config`.  Pure: reads ``opts`` only.
@@ -232,7 +244,7 @@ def _resolve_config(opts):
         raise ValueError(f"eventstore: backend must be mysql or sqlite, not {backend!r}")
     cachedir = opts.get("cachedir", "/var/cache/salt/master")
     ignore = tuple(ALWAYS_IGNORED) + tuple(
-        glob for glob in own.get("ignore_funs") or () if glob not in ALWAYS_IGNORED
+        glob for glob in _ignore_globs(own.get("ignore_funs")) if glob not in ALWAYS_IGNORED
     )
     # Only local_cache can be asked cheaply for one minion's return of one job;
     # with an ext_job_cache the master writes no returns there.
