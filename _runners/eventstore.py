@@ -550,6 +550,7 @@ class _JobCache:
         self.hash_type = opts.get("hash_type", "sha256")
         self._funs = {}
         self._given_up = set()
+        self._loads_given = set()
 
     def _read(self, *parts):
         """
@@ -639,6 +640,22 @@ class _JobCache:
                     self._funs.clear()
                 self._funs[jid] = fun
         return fun
+
+    def load_once(self, jid):
+        """
+        The job's load the first time it is found here, then ``None``: a
+        job's load is stored with its first return, not with each of them.
+        Several reactor threads may still read it at once; storing it twice
+        is harmless (the first copy wins).
+        """
+        if jid in self._loads_given:
+            return None
+        load = self.load(jid)
+        if load is not None:
+            if len(self._loads_given) >= 4096:
+                self._loads_given.clear()
+            self._loads_given.add(jid)
+        return load
 
     def load(self, jid, minions=True):
         load = self._read(jid, ".load.p")
@@ -1937,7 +1954,7 @@ def store_events(events):
             counts["ignored"] += 1
         else:
             rows.append(row)
-            rows.extend(_started_by_the_minion(runtime, kind, jid, data))
+            rows.extend(_job_of_return(runtime, kind, jid, data))
     if not rows:
         return counts
     try:
@@ -2017,22 +2034,29 @@ def _await_job_cache(runtime, jobs):
     _wait_for(all_there, max(patience for _, patience in waiting))
 
 
-def _started_by_the_minion(runtime, kind, jid, data):
+def _job_of_return(runtime, kind, jid, data):
     """
-    The ``jids`` row of a job from a minion's own schedule, with its return:
-    no ``salt/job/<jid>/new`` event announces such a job, and without its
-    load it would be missing from every job listing.  From the master job
-    cache when verifying (the master writes the load just before the
-    return), else from the event.  Nothing for other returns.
+    The ``jids`` row of the job a return belongs to, with the first of its
+    returns that this process stores: the reactor reacts to returns alone (a
+    reaction to ``salt/job/<jid>/new`` too would double its work for
+    one-minion jobs), and a job a minion started itself (``schedule``) has no
+    such event anyway.  From the master job cache when verifying (the master
+    writes a published job's load before publishing it, a scheduled job's
+    just before its return); else from a scheduled return's own event, and
+    nothing for a published job: its ``salt/job/*/new`` event brings it.
+    Nothing for other events.
     """
+    if kind != "ret":
+        return []
     data = _unwrap(data)
-    if kind != "ret" or not data.get("schedule"):
+    verify = runtime.config.verify_returns
+    if not (verify or data.get("schedule")):
         return []
     try:
-        load = runtime.job_cache.load(jid, minions=False) if runtime.config.verify_returns else data
+        load = runtime.job_cache.load_once(jid) if verify else data
         return [_job_load(jid, load)] if load else []
     except Refused as exc:
-        log.warning("eventstore: not storing the load of scheduled job %s: %s", jid, exc)
+        log.warning("eventstore: not storing the load of job %s: %s", jid, exc)
         return []
 
 
