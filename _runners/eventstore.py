@@ -2,9 +2,11 @@
 Store every job return the master sees into MySQL/MariaDB or SQLite, from the master.
 
 Minions keep no database credentials: the master's reactor hands each
-``salt/job/<jid>/new`` (the job's load) and ``salt/job/<jid>/ret/<minion>``
-(a minion's return) event to :py:func:`store`, which writes it into the tables
-of Salt's mysql returner (``jids``, ``salt_returns``).  Every reader of that
+``salt/job/<jid>/ret/<minion>`` event (a minion's return) to :py:func:`store`,
+which writes it into the tables of Salt's mysql returner: ``salt_returns``,
+and ``jids`` with the job's load from the master job cache, once per job.  The
+reactor SLS itself drops ``saltutil.find_job`` polls and ``ignore_funs``, so
+they cost no runner job.  Every reader of that
 layout (the mysql returner's ``get_jid``/``get_fun``, Alcali, SQL reports)
 reads these rows as its own.
 
@@ -26,10 +28,11 @@ and add to the master config (then restart the master):
 .. code-block:: yaml
 
     reactor:
-      - 'salt/job/*/new':
-        - /srv/reactor/eventstore.sls
       - 'salt/job/*/ret/*':
         - /srv/reactor/eventstore.sls
+
+(A ``salt/job/*/new`` line works too, and is needed only when
+``verify_returns`` is off: then no job cache gives the job's load.)
 
 Master configuration
 --------------------
@@ -1879,12 +1882,12 @@ def __virtual__():
 
 def store(tag, data):
     """
-    Store one job event: what the reactor calls for ``salt/job/*/new`` and
-    ``salt/job/*/ret/*``.
+    Store one job event: what the reactor calls for ``salt/job/*/ret/*``
+    (and for ``salt/job/*/new``, where that line is configured).
 
-    A minion's return becomes one ``salt_returns`` row, a job's load one
-    ``jids`` row, at most once each: a return that arrives again is not
-    stored twice.  Returns of ``saltutil.find_job`` and of the functions in
+    A minion's return becomes one ``salt_returns`` row, and its job's load,
+    from the master job cache, one ``jids`` row (a ``new`` event's load too),
+    at most once each: a return that arrives again is not stored twice.  Returns of ``saltutil.find_job`` and of the functions in
     ``eventstore:ignore_funs`` are not stored, nor are other tags.  Returns a
     one-word result (``stored``, ``duplicate``, ``ignored``, ``refused`` or
     ``failed``), because Salt fires it back onto the event bus.
@@ -1919,7 +1922,7 @@ def store_events(events):
     Returns how many events were ``ignored`` and ``refused``, and how many
     rows were ``stored``, ``duplicate``, ``spooled``, ``dead-lettered`` and
     ``failed`` (neither stored nor spooled): an event is one row, but the
-    return of a job from a minion's own schedule also brings its job's load.
+    first return of a job this process stores also brings its job's load.
 
     CLI Example:
 
