@@ -1905,7 +1905,8 @@ def store(tag, data):
         salt-run eventstore.store tag=salt/job/20260101120000000000/ret/web1 \\
             data='{"id": "web1", "jid": "20260101120000000000", "fun": "test.ping", "return": true, "success": true}'
     """
-    counts = store_events([{"tag": tag, "data": data}])
+    # The return's verdict: its job's load, stored with it, is not what is asked.
+    counts, _ = _store_events([{"tag": tag, "data": data}])
     return next(verdict for verdict, count in counts.items() if count)
 
 
@@ -1931,10 +1932,23 @@ def store_events(events):
         salt-run eventstore.store_events \\
             events='[{"tag": "salt/job/20260101120000000000/ret/web1", "data": {"id": "web1", "jid": "20260101120000000000", "fun": "test.ping", "return": true, "success": true}}]'
     """
+    counts, load_counts = _store_events(events)
+    for verdict, count in load_counts.items():
+        counts[verdict] += count
+    return counts
+
+
+def _store_events(events):
+    """
+    Store ``events``; how many of them were ignored and refused and what
+    became of their rows, and apart from that, what became of the loads of
+    the jobs whose first returns they are.
+    """
     # No __context__["retcode"] here: the reactor shares one context between
     # all its runner calls, so one failure would mark every later job failed.
     counts = dict.fromkeys(("stored", "duplicate", "ignored", "refused", "spooled",
                             "dead-lettered", "failed"), 0)
+    load_counts = dict.fromkeys(counts, 0)
     jobs = []
     for event in events or ():
         tag = event.get("tag") if isinstance(event, dict) else None
@@ -1945,7 +1959,7 @@ def store_events(events):
             jobs.append((tag, *parsed, event.get("data")))
     runtime = _runtime()
     _await_job_cache(runtime, jobs)
-    rows = []
+    rows, loads = [], []
     for tag, kind, jid, minion, data in jobs:
         try:
             row = _checked_row(runtime, kind, jid, minion, data, wait=0)
@@ -1957,9 +1971,18 @@ def store_events(events):
             counts["ignored"] += 1
         else:
             rows.append(row)
-            rows.extend(_job_of_return(runtime, kind, jid, data))
+            loads.extend(_job_of_return(runtime, kind, jid, data))
+    _write_rows(runtime, rows, counts)
+    _write_rows(runtime, loads, load_counts)
+    return counts, load_counts
+
+
+def _write_rows(runtime, rows, counts):
+    """
+    Write ``rows`` (each table's in one transaction) and count what became of them.
+    """
     if not rows:
-        return counts
+        return
     try:
         for verdict, count in runtime.writer.write_many(rows).items():
             counts[verdict] += count
@@ -1968,7 +1991,6 @@ def store_events(events):
         # driver's error text holds no credentials; the event data is not logged.
         log.error("eventstore: could not store nor spool %d rows: %s", len(rows), exc)
         counts["failed"] += len(rows)
-    return counts
 
 
 def _job_cache_key(config, kind, jid, minion, data):

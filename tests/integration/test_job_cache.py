@@ -256,6 +256,17 @@ def test_a_jobs_load_is_written_with_its_first_return_only(es, job_cache):
     assert len(stored_loads(es)) == 1
 
 
+def test_the_verdict_is_the_returns_own_not_its_jobs_load(es, job_cache, master_opts):
+    job_cache.publish()
+    event = ret_event()
+    job_cache.ret(event)
+    assert es.store(*event) == "stored"
+    es._store().run(lambda cur: cur.execute("DELETE FROM jids"))
+    # Another process (a master restarted) meets the same return again: its load is new.
+    assert load_runner(master_opts).store(*event) == "duplicate"
+    assert len(stored_loads(es)) == 1
+
+
 def test_an_ignored_return_stores_no_load(master_opts, job_cache):
     master_opts["eventstore"]["ignore_funs"] = ["test.*"]
     es = load_runner(master_opts)
