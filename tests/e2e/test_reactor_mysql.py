@@ -93,14 +93,6 @@ def test_300_kb_return_is_stored_whole(client, minion, db, reactions):
     assert stored_return(db, reactions, minion, jid)["return"] == ret
 
 
-def test_find_job_returns_are_not_stored(client, minion, db, reactions):
-    jid, _ = run_job(client, minion, "saltutil.find_job", ["20000101000000000000"])
-    assert reactions.result(f"salt/job/{jid}/ret/{minion.id}") == "ignored"
-    with db.cursor() as cur:
-        cur.execute("SELECT COUNT(*) FROM salt_returns WHERE jid = %s", (jid,))
-        assert cur.fetchone()[0] == 0
-
-
 def test_salt_run_query_prints_the_jobs_returns(master, client, minion, reactions):
     jid, _ = run_job(client, minion, "test.echo", ["hello"])
     reactions.result(f"salt/job/{jid}/ret/{minion.id}")

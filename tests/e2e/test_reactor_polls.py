@@ -81,14 +81,15 @@ class RunnerJobs:
         return f"salt/job/{jid}/ret/{minion.id}"
 
 
-def stored_returns(mysql_server, database, jid):
+def stored_returns(mysql_server, database, jid=None, fun=None):
     with mysql_server.connect(database) as conn, conn.cursor() as cur:
-        cur.execute("SELECT COUNT(*) FROM salt_returns WHERE jid = %s", (jid,))
+        column, value = ("jid", jid) if fun is None else ("fun", fun)
+        cur.execute(f"SELECT COUNT(*) FROM salt_returns WHERE `{column}` = %s", (value,))
         return cur.fetchone()[0]
 
 
 def test_a_job_outliving_the_clients_timeout_starts_one_runner_job_for_its_return(
-    poll_master, poll_minion, poll_client, event_listener
+    poll_master, poll_minion, poll_client, event_listener, mysql_server, module_database
 ):
     runner_jobs = RunnerJobs(event_listener, poll_master)
     # Client timeout 1 s, a 7 s job: Salt polls the minion with find_job at 1 s, then every 2 s.
@@ -96,6 +97,7 @@ def test_a_job_outliving_the_clients_timeout_starts_one_runner_job_for_its_retur
     settled = runner_jobs.settle(poll_client, poll_minion)
     assert len(runner_jobs.polls()) >= 2, "the client did not poll the running job"
     assert sorted(runner_jobs.started()) == sorted([f"salt/job/{jid}/ret/{poll_minion.id}", settled])
+    assert stored_returns(mysql_server, module_database, fun="saltutil.find_job") == 0
 
 
 def test_a_function_in_ignore_funs_starts_no_runner_job_and_stores_nothing(
