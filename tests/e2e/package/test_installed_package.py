@@ -32,7 +32,7 @@ def assert_no_eventstore_but_the_package(config):
 def reactor_master(salt_factories):
     # The SLS path is the master's own: install_reactor writes it after the start.
     sls = os.path.join(salt_factories.root_dir, "es-pkg-reactor-sls", "eventstore.sls")
-    reactor = [{"salt/job/*/new": [sls]}, {"salt/job/*/ret/*": [sls]}]
+    reactor = [{"salt/job/*/ret/*": [sls]}]
     factory = salt_factories.salt_master_daemon("es-pkg-reactor", overrides={"reactor": reactor})
     assert_no_eventstore_but_the_package(factory.config)
     with factory.started():
@@ -78,7 +78,7 @@ def test_salt_run_d_documents_the_installed_runner(reactor_master):
 
 
 def test_install_reactor_writes_the_sls_that_ships_in_the_package(reactor_master):
-    (sls,) = reactor_master.config["reactor"][0]["salt/job/*/new"]
+    (sls,) = reactor_master.config["reactor"][0]["salt/job/*/ret/*"]
     shipped = pathlib.Path(PACKAGE, "reactor", "eventstore.sls")
     assert pathlib.Path(sls).read_text() == shipped.read_text()
 
