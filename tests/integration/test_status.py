@@ -46,7 +46,7 @@ def test_status_without_returns_has_no_last_return(es):
 def test_status_reports_exactly_the_documented_keys(es):
     # What monitoring reads: the keys the status() docstring lists, in its order.
     assert list(es.status()) == [
-        "healthy", "retcode", "backend", "database", "server_version", "schema",
+        "healthy", "retcode", "version", "loaded_from", "backend", "database", "server_version", "schema",
         "rows", "last_return", "spool", "dead_letters", "problems",
     ]
 
