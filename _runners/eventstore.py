@@ -65,6 +65,10 @@ Everything else sits under one ``eventstore`` key; all of it is optional:
       verify_returns: True    # default: True when master_job_cache is local_cache (and no ext_job_cache)
       job_cache_wait: 5       # seconds to wait for the master to write a targeted minion's return to its job cache
       spool_dir: /var/cache/salt/master/eventstore_spool
+      catch_up: True          # store by itself what the job cache holds and the database lacks
+      catch_up_interval: 60   # seconds between catch-up rounds
+      catch_up_after: 60      # seconds a return is left to the reactor/engine before a round stores it
+      catch_up_max_jobs: 500  # jobs a round looks at, at most
 
 The configuration is read once per loaded module, not per stored return: after
 a change, restart the master (the reactor keeps its loaded runners).
@@ -94,8 +98,13 @@ What it guarantees
 - **Nothing stored wrong.**  A row the database refuses as such (too big for
   its column: ``mediumtext`` holds 16 MiB) is kept in the
   ``eventstore_dead_letters`` table with the reason; :py:func:`query` shows it.
-- Returns the reactor never saw (master down, reactor queue full) are copied
-  from the job cache by :py:func:`backfill`.
+- **Nothing missed for good.**  Returns the reactor never saw (master down,
+  reactor queue full, a reaction Salt lost) are copied from the job cache by
+  catch-up rounds (:py:func:`catch_up`): every ``catch_up_interval`` seconds,
+  in a thread of the reactor's process (started by the first stored return)
+  and of the eventstore engine (started with the master), one process at a
+  time.  A return reaches the database within ``catch_up_after`` +
+  ``catch_up_interval`` seconds (2 minutes by default) of reaching the master.
 
 Operations
 ----------
@@ -114,8 +123,10 @@ import logging
 import math
 import os
 import re
+import sys
 import threading
 import time
+import types
 import uuid
 from collections import namedtuple
 
@@ -234,13 +245,7 @@ def _resolve_config(opts):
     ignore = tuple(ALWAYS_IGNORED) + tuple(
         glob for glob in own.get("ignore_funs") or () if glob not in ALWAYS_IGNORED
     )
-    # Only local_cache can be asked cheaply for one minion's return of one job;
-    # with an ext_job_cache the master writes no returns there.
-    job_cache_readable = bool(
-        opts.get("job_cache", True)
-        and not opts.get("ext_job_cache")
-        and opts.get("master_job_cache", "local_cache") == "local_cache"
-    )
+    job_cache_readable = _job_cache_is_local(opts)
     verify = own.get("verify_returns")
     return Config(
         backend=backend,
@@ -250,6 +255,19 @@ def _resolve_config(opts):
         verify_returns=job_cache_readable if verify is None else bool(verify),
         job_cache_wait=float(own.get("job_cache_wait", 5)),
         spool_dir=own.get("spool_dir") or os.path.join(cachedir, "eventstore_spool"),
+    )
+
+
+def _job_cache_is_local(opts):
+    """
+    True when the master keeps every return in local_cache's files.
+    """
+    # Only local_cache can be asked cheaply for one minion's return of one job;
+    # with an ext_job_cache the master writes no returns there.
+    return bool(
+        opts.get("job_cache", True)
+        and not opts.get("ext_job_cache")
+        and opts.get("master_job_cache", "local_cache") == "local_cache"
     )
 
 
@@ -1558,6 +1576,21 @@ class _Spool:
         finally:
             os.close(dir_fd)
 
+    def check_writable(self):
+        """
+        Write, fsync and remove a small file in the spool folder: raises
+        ``OSError`` when a row could not be spooled (disk full, read-only).
+        """
+        os.makedirs(self.path, mode=0o700, exist_ok=True)
+        probe = os.path.join(self.path, f".probe-{uuid.uuid4().hex[:12]}.tmp")
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+
     def names(self, limit=None, folder=None):
         try:
             names = sorted(
@@ -1837,6 +1870,7 @@ def _write_schema_files(folder):
 def __virtual__():
     try:
         backend = _resolve_config(__opts__).backend
+        _catch_up_settings(__opts__)
     except ValueError as exc:
         return False, str(exc)
     if backend == "mysql" and not HAS_PYMYSQL:
@@ -1874,6 +1908,11 @@ def store(tag, data):
             data='{"id": "web1", "jid": "20260101120000000000", "fun": "test.ping", "return": true, "success": true}'
     """
     counts = store_events([{"tag": tag, "data": data}])
+    # Salt gives a reactor runner no timer: the first reaction starts the
+    # reactor process's catch-up thread (a no-op once it runs).  Not when
+    # called by hand (salt-run): that process ends with the call.
+    if globals().get("__user__") == "Reactor":
+        _start_catch_up_thread()
     return next(verdict for verdict, count in counts.items() if count)
 
 
@@ -2120,6 +2159,7 @@ STATUS_KEYS = (
     "last_return",
     "spool",
     "dead_letters",
+    "catch_up",
     "problems",
 )
 
@@ -2140,7 +2180,11 @@ def status():
     Unhealthy (``healthy: False``, the reasons under ``problems``, and
     ``retcode: 1``, which ``salt-run`` exits with): the database cannot be
     reached, or a table is missing (``jids``, ``salt_returns``, or
-    ``eventstore_dead_letters``).  A layout that differs is reported, not unhealthy:
+    ``eventstore_dead_letters``), or the spool cannot be written (disk full,
+    read-only), so rows would be lost while the database is down.
+    ``catch_up`` shows the last catch-up round, the last one that stored
+    anything (how many returns and loads, of which jobs) and the next one's
+    time.  A layout that differs is reported, not unhealthy:
     returns are still stored (``eventstore.migrate`` upgrades it).
 
     The row counts are exact: on tables of many millions of rows they take
@@ -2161,6 +2205,13 @@ def status():
     # Rows waiting for the database, and rows it refused even as dead letters.
     report["spool"] = {"rows waiting": len(spool.names()), "folder": spool.path}
     report["dead_letters"] = {"on disk": len(spool.names(folder=spool.dead))}
+    settings = _catch_up_settings(__opts__)
+    report["catch_up"] = _catch_up_report(_read_catch_up_state(settings.state_path), settings)
+    del report["catch_up"]["ran"]
+    try:
+        spool.check_writable()
+    except OSError as exc:
+        problems.append(f"the spool cannot be written, rows would be lost while the database is down: {exc}")
     try:
         report["server_version"] = store_.server_version()
     except Exception as exc:  # pylint: disable=broad-except
@@ -2462,6 +2513,20 @@ def backfill(jid=None, since="24h", until=None):
             for j in returners[f"{cache}.get_jids"]()
             if (low is None or str(j) >= low) and (high is None or str(j) < high)
         )
+    counts, _ = _copy_jobs(runtime, jids, returners)
+    return counts
+
+
+def _copy_jobs(runtime, jids, returners=None):
+    """
+    Write every job load and return the master job cache holds for ``jids``
+    (the database keeps the first copy of each): what :py:func:`backfill` and
+    catch-up rounds (:py:func:`catch_up`) store.  The master's own runner and
+    wheel jobs and ignored functions are left out.  Returns the counts
+    :py:func:`backfill` reports and the jobs it read.
+    """
+    cache = __opts__.get("master_job_cache", "local_cache")
+    returners = returners or salt.loader.returners(__opts__, {})
     counts = {"jobs read": 0, "loads added": 0, "returns added": 0, "spooled": 0,
               "dead-lettered": 0, "refused": 0}
     # Written in batches, each table's in one transaction: a day of jobs on a
@@ -2477,6 +2542,7 @@ def backfill(jid=None, since="24h", until=None):
                 counts["dead-lettered"] += written["dead-lettered"]
                 pending[kind].clear()
 
+    read = []
     for job in jids:
         load = returners[f"{cache}.get_load"](job)
         if not load or str(load.get("fun", "")).startswith(("runner.", "wheel.")):
@@ -2484,6 +2550,7 @@ def backfill(jid=None, since="24h", until=None):
         if _is_ignored(str(load.get("fun", "")), runtime.config.ignore_funs):
             continue
         counts["jobs read"] += 1
+        read.append(job)
         rows = []
         try:
             rows.append(_job_load(job, load))
@@ -2499,7 +2566,412 @@ def backfill(jid=None, since="24h", until=None):
         if sum(map(len, pending.values())) >= BACKFILL_BATCH:
             flush()
     flush()
-    return counts
+    return counts, read
+
+
+# ---------------------------------------------------------------------------
+# Catch-up: what the job cache holds and the database lacks, stored without
+# anyone running backfill.  A round looks only at the job folders the master
+# changed since the last round (a new job, or a minion's return, changes its
+# folder's mtime), asks the database which of those returns it lacks, and
+# copies those jobs with backfill's code.  Rounds are single-flight across
+# the processes that run them (the reactor's threads, the engine, salt-run)
+# by an flock, and their state lives in a file, so a reload of this module or
+# a master restart goes on from where the last round stopped.
+# ---------------------------------------------------------------------------
+
+CatchUpSettings = namedtuple("CatchUpSettings", "enabled interval after max_jobs state_path lock_path")
+
+#: How far before the last round's end a round looks again: job folders
+#: whose mtime a coarse or stepped clock put just before it.
+CATCH_UP_OVERLAP = 5.0
+
+#: Seconds until the next round when a round stopped at ``catch_up_max_jobs``.
+CATCH_UP_PAUSE = 5.0
+
+#: Spooled rows a round writes back at most (the live stores write back more).
+CATCH_UP_REPLAY = 10 * REPLAY_BATCH
+
+#: Jobs named in a round's log line and in ``status``.
+CATCH_UP_NAMED = 10
+
+#: Jobs asked about in one query.
+CATCH_UP_CHUNK = 500
+
+_CATCH_UP_STORED = "SELECT `jid`, `id` FROM `salt_returns` WHERE `jid` IN ({marks})"
+_CATCH_UP_LOADED = "SELECT `jid` FROM `jids` WHERE `jid` IN ({marks})"
+
+
+def _catch_up_settings(opts):
+    """
+    The catch-up settings from the master config.  Pure: reads ``opts`` only.
+    Off when the job cache is not local_cache: only its folders say cheaply
+    what changed.
+    """
+    own = opts.get("eventstore") or {}
+    cachedir = opts.get("cachedir", "/var/cache/salt/master")
+    numbers = {}
+    for key, default in (("interval", 60), ("after", 60), ("max_jobs", 500)):
+        value = own.get(f"catch_up_{key}", default)
+        try:
+            numbers[key] = float(value)
+        except (TypeError, ValueError):
+            numbers[key] = -1.0
+        if numbers[key] < (0 if key == "after" else 1):
+            raise ValueError(f"eventstore: catch_up_{key} must be a number above 0, not {value!r}")
+    return CatchUpSettings(
+        enabled=_truthy(own.get("catch_up", True)) and _job_cache_is_local(opts),
+        interval=numbers["interval"],
+        after=numbers["after"],
+        max_jobs=int(numbers["max_jobs"]),
+        state_path=os.path.join(cachedir, "eventstore_catch_up.json"),
+        lock_path=os.path.join(cachedir, "eventstore_catch_up.lock"),
+    )
+
+
+def _catch_up_window(state, settings, now):
+    """
+    ``(low, high)``: a round looks at the job folders changed after ``low``
+    and up to ``high`` (epoch seconds).  Folders changed in the last
+    ``catch_up_after`` seconds are left to the live path; the first round
+    ever looks at the whole job cache.  Pure.
+    """
+    low = state.get("watermark")
+    if low is None:
+        low = -1.0
+    elif not state.get("cut"):
+        low -= CATCH_UP_OVERLAP  # a round that stopped short goes on exactly where it stopped
+    return low, now - settings.after
+
+
+def _catch_up_due(state, now):
+    """
+    True when a round is due: never ran, or its ``next round`` time passed.  Pure.
+    """
+    return now >= state.get("next_round", 0)
+
+
+def _read_catch_up_state(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+        return state if isinstance(state, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_catch_up_state(path, state):
+    temp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    with open(temp, "w", encoding="utf-8") as handle:
+        json.dump(state, handle, sort_keys=True)
+    os.replace(temp, path)
+
+
+def _changed_jobs(job_dir, low, high):
+    """
+    ``[(mtime, folder)]`` of the job folders of local_cache under ``job_dir``
+    last changed after ``low`` and up to ``high``, oldest first.  A stat per
+    job, no file read.
+    """
+    changed = []
+    try:
+        tops = list(os.scandir(job_dir))
+    except FileNotFoundError:
+        return changed
+    for top in tops:
+        if not top.is_dir(follow_symlinks=False):
+            continue
+        try:
+            for entry in os.scandir(top.path):
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+                if low < mtime <= high:
+                    changed.append((mtime, entry.path))
+        except FileNotFoundError:
+            continue  # removed by the master's cleanup meanwhile
+    changed.sort()
+    return changed
+
+
+def _cut_between_times(changed, limit):
+    """
+    The first ``limit`` of ``changed`` (``(mtime, folder)``, oldest first),
+    fewer when the cut would part folders of one mtime: the next round goes
+    on after the last mtime taken.  All of one mtime when they alone are more.
+    """
+    taken = changed[:limit]
+    cut_time = changed[limit][0]
+    while taken and taken[-1][0] == cut_time:
+        taken.pop()
+    return taken or [entry for entry in changed if entry[0] == cut_time]
+
+
+def _returned_minions(folder):
+    """
+    ``(jid, {minion, ...})`` of one job folder of local_cache: its ``jid``
+    file and the minions with a folder (made just before their return.p),
+    or ``None`` for a folder being removed or not a job's.
+    """
+    try:
+        try:
+            with open(os.path.join(folder, "jid"), encoding="utf-8") as handle:
+                jid = handle.read().strip()
+        except FileNotFoundError:  # the master writes it (prep_jid); a load names it too
+            with open(os.path.join(folder, ".load.p"), "rb") as handle:
+                jid = str((salt.payload.load(handle) or {}).get("jid", ""))
+        minions = {entry.name for entry in os.scandir(folder) if entry.is_dir(follow_symlinks=False)}
+    except Exception:  # pylint: disable=broad-except
+        return None  # being removed, or damaged: backfill by hand reads what is left
+    return (jid, minions) if JID_PATTERN.fullmatch(jid) else None
+
+
+def _jobs_lacking(store_, jobs):
+    """
+    Of ``jobs`` (``{jid: {minion, ...}}``), the jids whose load or one of
+    whose returns the database lacks, in the order given.  The master's own
+    runner jobs and ignored functions are among them (nothing of theirs is
+    stored): :py:func:`_copy_jobs` leaves them out when it reads their load.
+    """
+    jids = list(jobs)
+    lacking = []
+    for start in range(0, len(jids), CATCH_UP_CHUNK):
+        chunk = jids[start : start + CATCH_UP_CHUNK]
+        marks = ", ".join(["%s"] * len(chunk))
+        stored = {}
+        for jid, minion in store_.select(_CATCH_UP_STORED.format(marks=marks), tuple(chunk)):
+            stored.setdefault(jid, set()).add(minion)
+        loaded = {jid for (jid,) in store_.select(_CATCH_UP_LOADED.format(marks=marks), tuple(chunk))}
+        lacking.extend(
+            jid for jid in chunk if jid not in loaded or jobs[jid] - stored.get(jid, set())
+        )
+    return lacking
+
+
+def _catch_up_round(runtime, settings, state, now):
+    """
+    One round: write back spooled rows, then store what the job folders
+    changed since the last round hold and the database lacks, at most
+    ``catch_up_max_jobs`` jobs.  Returns the new state (whose ``last round``
+    says what it did).  Raises when the database cannot be read: then the
+    next round looks at the same folders again.
+    """
+    started = time.monotonic()
+    writer = runtime.writer
+    replayed = 0
+    while replayed < CATCH_UP_REPLAY:
+        step = writer.replay(REPLAY_BATCH, look=True)
+        replayed += step
+        if step < REPLAY_BATCH:
+            break
+    low, high = _catch_up_window(state, settings, now)
+    job_dir = os.path.join(__opts__.get("cachedir", "/var/cache/salt/master"), "jobs")
+    changed = _changed_jobs(job_dir, low, high)
+    cut = len(changed) > settings.max_jobs
+    if cut:
+        changed = _cut_between_times(changed, settings.max_jobs)
+    more = cut or writer.spool.names(1) != []
+    jobs = dict(filter(None, (_returned_minions(folder) for _, folder in changed)))
+    lacking = _jobs_lacking(writer.db, jobs) if jobs else []
+    counts, read = _copy_jobs(runtime, lacking) if lacking else ({}, [])
+    stored = {
+        "returns": counts.get("returns added", 0),
+        "loads": counts.get("loads added", 0),
+        "spooled": counts.get("spooled", 0),
+        "jobs": read[:CATCH_UP_NAMED],
+        "more jobs": max(len(read) - CATCH_UP_NAMED, 0),
+    }
+    report = {
+        "at": datetime.datetime.fromtimestamp(now, _UTC).isoformat(),
+        "seconds": round(time.monotonic() - started, 3),
+        "jobs changed": len(changed),
+        "jobs lacking rows": len(read),
+        "written back from the spool": replayed,
+        "stored": stored,
+        "more to do": more,
+    }
+    if stored["returns"] or stored["loads"] or stored["spooled"]:
+        log.warning(
+            "eventstore: catch-up stored %d returns and %d job loads (%d spooled) that the"
+            " database lacked, of %d jobs: %s%s",
+            stored["returns"],
+            stored["loads"],
+            stored["spooled"],
+            len(read),
+            ", ".join(stored["jobs"]),
+            f" and {stored['more jobs']} more" if stored["more jobs"] else "",
+        )
+    new_state = dict(state)
+    new_state.update(
+        watermark=changed[-1][0] if cut and changed else max(high, state.get("watermark", high)),
+        next_round=now + (CATCH_UP_PAUSE if more else settings.interval),
+        cut=cut,
+        last_round=report,
+    )
+    new_state.pop("error", None)
+    if stored["returns"] or stored["loads"] or stored["spooled"]:
+        new_state["last_round_that_stored"] = report
+    return new_state
+
+
+def _catch_up_if_due(force=False):
+    """
+    Run a round when one is due (``force``: now), unless another thread or
+    process runs one.  Returns the state after it (or as it was), with
+    ``ran``: whether this call ran the round.
+    """
+    import fcntl  # pylint: disable=import-outside-toplevel
+
+    settings = _catch_up_settings(__opts__)
+    state = _read_catch_up_state(settings.state_path)
+    if not settings.enabled:
+        return dict(state, ran=False, enabled=False)
+    if not (force or _catch_up_due(state, time.time())):
+        return dict(state, ran=False)
+    os.makedirs(os.path.dirname(settings.lock_path) or ".", exist_ok=True)
+    fd = os.open(settings.lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return dict(state, ran=False)
+        # Read again under the lock: another process may have just run one.
+        state = _read_catch_up_state(settings.state_path)
+        now = time.time()
+        if not (force or _catch_up_due(state, now)):
+            return dict(state, ran=False)
+        try:
+            state = _catch_up_round(_runtime(), settings, state, now)
+        except Exception as exc:  # pylint: disable=broad-except
+            log.error("eventstore: catch-up round failed, tried again in %ds: %s", settings.interval, exc)
+            state = dict(state, error=f"{datetime.datetime.fromtimestamp(now, _UTC).isoformat()}: {exc}",
+                         next_round=now + settings.interval)
+        _write_catch_up_state(settings.state_path, state)
+        return dict(state, ran=True)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _catch_up_forever():
+    """
+    A round whenever one is due, for the life of the process: the loop of
+    the catch-up thread of the reactor's process and of the engine's.
+    """
+    while True:
+        try:
+            state = _catch_up_if_due()
+        except Exception:  # pylint: disable=broad-except
+            log.exception("eventstore: catch-up")
+            state = {}
+        if state.get("enabled") is False:
+            return
+        # Woken up at least every minute: another process may have run the
+        # round that was due, or the settings' interval may be shorter.
+        time.sleep(min(max(state.get("next_round", 0) - time.time(), 1.0), 60.0))
+
+
+#: A name in sys.modules for what must outlive a reload of this module in a
+#: process: the reactor rebuilds its runner loader (a fresh copy of this
+#: module, fresh globals) every reactor_refresh_interval.
+_PROCESS_WIDE = "eventstore_catch_up_process_wide"
+
+
+def _start_catch_up_thread():
+    """
+    Start this process's catch-up thread unless one runs: one per process,
+    whatever copy of this module a reaction runs in.
+    """
+    holder = sys.modules.get(_PROCESS_WIDE)
+    if holder is None:
+        fresh = types.ModuleType(_PROCESS_WIDE)
+        fresh.lock, fresh.thread = threading.Lock(), None
+        holder = sys.modules.setdefault(_PROCESS_WIDE, fresh)
+    if holder.thread is not None and holder.thread.is_alive():
+        return
+    with holder.lock:
+        if holder.thread is not None and holder.thread.is_alive():
+            return
+        if not _catch_up_settings(__opts__).enabled:
+            return
+        holder.thread = threading.Thread(
+            target=_catch_up_forever,
+            name="eventstore-catch-up",
+            daemon=True,
+        )
+        holder.thread.start()
+
+
+def catch_up(force=True, background=False):
+    """
+    Store what the master job cache holds and the database lacks, as the
+    catch-up rounds do by themselves (in the reactor's process, started by
+    the first stored return, and in the eventstore engine): write back the
+    spool, then look at the jobs the master changed since the last round and
+    copy the loads and returns the database lacks (with
+    :py:func:`backfill`'s code), at most ``catch_up_max_jobs`` jobs a round.
+    Only one round runs at a time on a master, whoever starts it.
+
+    Settings, under ``eventstore:`` in the master config:
+
+    catch_up : True
+        ``False`` turns the rounds off (then run :py:func:`backfill` from
+        the master's schedule).  Off by itself when the job cache is not
+        local_cache.
+
+    catch_up_interval : 60
+        Seconds between rounds (a round that stopped at ``catch_up_max_jobs``
+        is followed by the next one 5 s later).
+
+    catch_up_after : 60
+        Seconds a return is left to the reactor or the engine before a round
+        stores it: a return reaches the database this long after it reached
+        the master at most, plus ``catch_up_interval``.
+
+    catch_up_max_jobs : 500
+        Jobs a round looks at, at most: bounded work beside live reactions.
+
+    force : True
+        Run a round now; ``False``: only when one is due.
+
+    background : False
+        ``True``: start this process's catch-up thread, which runs a round
+        whenever one is due, and return at once (what the engine calls when
+        it starts).
+
+    Returns what the round did (``last_round``), the last round that stored
+    anything (``last_round_that_stored``), when the next is due, and ``ran``:
+    ``False`` when another process runs a round at this moment.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run eventstore.catch_up
+    """
+    settings = _catch_up_settings(__opts__)
+    if not settings.enabled:
+        return {"enabled": False, "ran": False,
+                "why": "catch_up is off, or the job cache is not local_cache"}
+    if _truthy(background):
+        _start_catch_up_thread()
+        return _catch_up_report(_read_catch_up_state(settings.state_path), settings)
+    state = _catch_up_if_due(force=_truthy(force))
+    return _catch_up_report(state, settings)
+
+
+def _catch_up_report(state, settings):
+    """
+    What ``status`` and ``catch_up`` show of the catch-up state.  Pure.
+    """
+    next_round = state.get("next_round")
+    return {
+        "enabled": settings.enabled,
+        "ran": state.get("ran", False),
+        "last_round": state.get("last_round"),
+        "last_round_that_stored": state.get("last_round_that_stored"),
+        "error": state.get("error"),
+        "next_round": None if next_round is None
+        else datetime.datetime.fromtimestamp(next_round, _UTC).isoformat(),
+        "next_round_in": None if next_round is None else max(round(next_round - time.time(), 1), 0),
+    }
 
 
 def _missing_minions(store_, jid, returned_elsewhere=()):
