@@ -1598,8 +1598,8 @@ class _Spool:
                 for entry in os.scandir(folder or self.path)
                 if entry.name.endswith(".json") and entry.is_file()
             )
-        except FileNotFoundError:
-            return []
+        except (FileNotFoundError, NotADirectoryError):
+            return []  # nothing spooled yet, or no spool (status says it cannot be written)
         return names if limit is None else names[:limit]
 
     def read(self, name, folder=None):
@@ -1645,6 +1645,13 @@ class _Writer:
         self._pause = 0.0
         # Unknown at start (an earlier process may have spooled): look once.
         self._spool_pending = True
+
+    @property
+    def outage(self):
+        """
+        Why the database is down, as this process last found it, or ``None``.
+        """
+        return self._outage
 
     def write(self, row):
         """
@@ -2762,6 +2769,12 @@ def _catch_up_round(runtime, settings, state, now):
         replayed += step
         if step < REPLAY_BATCH:
             break
+    if not replayed and writer.spool.names(1):
+        # The database takes no rows: what the round copied would only be
+        # spooled again, round after round.
+        raise RuntimeError(
+            f"{writer.db.describe()} is unavailable ({writer.outage}): the spool waits for it"
+        )
     low, high = _catch_up_window(state, settings, now)
     job_dir = os.path.join(__opts__.get("cachedir", "/var/cache/salt/master"), "jobs")
     changed = _changed_jobs(job_dir, low, high)
