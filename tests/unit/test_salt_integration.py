@@ -47,6 +47,7 @@ def render_reaction(master_opts, tag, data):
 def test_salt_loads_exactly_the_documented_functions(runners):
     assert {n for n in runners if n.startswith("eventstore.")} == {
         "eventstore.backfill",
+        "eventstore.catch_up",
         "eventstore.init",
         "eventstore.jobs",
         "eventstore.migrate",
