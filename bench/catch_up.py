@@ -97,63 +97,73 @@ def main():
         opts["eventstore"] = {"catch_up_after": 0, "verify_returns": False}
         es = load_runner(opts)
         es.init()
-        max_jobs = es._catch_up_settings(opts).max_jobs
 
-        started = time.monotonic()
-        jids = write_job_cache(opts, args.jobs, args.minions)
-        say(f"job cache: {args.jobs} jobs x {args.minions} minions written in {time.monotonic() - started:.0f} s")
-
-        # Rounds store the whole job cache, max_jobs jobs a round.
-        rounds, total_cpu, total_db, total_wall, stored = 0, 0.0, 0.0, 0.0, 0
-        while True:
-            report, used, db_used, wall = timed_round(es, mysqld)
-            rounds += 1
-            total_cpu, total_db, total_wall = total_cpu + used, total_db + db_used, total_wall + wall
-            stored += report["stored"]["returns"]
-            if not report["more to do"]:
-                break
-        say(f"storing: {stored} returns in {rounds} rounds of {max_jobs} jobs: {total_wall:.1f} s,"
-            f" {stored / total_wall:.0f} returns/s; CPU {total_cpu:.1f} s eventstore + {total_db:.1f} s MariaDB"
-            f" ({1000 * total_cpu / stored:.2f} ms per return); a round {total_wall / rounds:.2f} s")
-
-        # Nothing changed since the last round: the round every interval on a quiet master.
-        quiet = [timed_round(es, mysqld) for _ in range(5)]
-        say("no-op round, nothing changed: CPU s "
-            f"{statistics.median(q[1] for q in quiet):.3f} (MariaDB {statistics.median(q[2] for q in quiet):.3f}),"
-            f" wall {statistics.median(q[3] for q in quiet):.3f} s, jobs looked at {quiet[0][0]['jobs changed']}")
-
-        # A busy master: max_jobs jobs changed since the last round, all stored already.
-        job_dir = os.path.join(opts["cachedir"], "jobs")
-        busy = []
-        for _ in range(3):
-            now = time.time()
-            for jid in jids[-max_jobs:]:
-                os.utime(salt.utils.jid.jid_dir(jid, job_dir, "sha256"), (now, now))
-            busy.append(timed_round(es, mysqld))
-        say(f"no-op round, {max_jobs} jobs x {args.minions} minions changed, all stored: CPU s"
-            f" {statistics.median(b[1] for b in busy):.3f} (MariaDB {statistics.median(b[2] for b in busy):.3f}),"
-            f" wall {statistics.median(b[3] for b in busy):.3f} s")
-
-        # The first round ever on a master whose database holds everything already.
-        os.unlink(es._catch_up_settings(opts).state_path)
-        rounds, total_cpu, total_db = 0, 0.0, 0.0
-        while True:
-            report, used, db_used, _ = timed_round(es, mysqld)
-            rounds += 1
-            total_cpu, total_db = total_cpu + used, total_db + db_used
-            if not report["more to do"]:
-                break
-        say(f"first rounds ever over the whole job cache, all stored: {rounds} rounds, CPU {total_cpu:.1f} s"
-            f" (MariaDB {total_db:.1f} s), {total_cpu / rounds:.3f} s a round")
-
-        spool_replay(es, args.spool)
+        if args.jobs:
+            rounds_on_a_big_job_cache(es, opts, mysqld, args)
+        spool_replay(opts, args.spool)
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 
-def spool_replay(es, rows):
-    """A long outage's spool written back, and a live store's time meanwhile."""
+def rounds_on_a_big_job_cache(es, opts, mysqld, args):
+    """What rounds cost on a job cache of ``args.jobs`` x ``args.minions``."""
+    max_jobs = es._catch_up_settings(opts).max_jobs
+    started = time.monotonic()
+    jids = write_job_cache(opts, args.jobs, args.minions)
+    say(f"job cache: {args.jobs} jobs x {args.minions} minions written in {time.monotonic() - started:.0f} s")
+
+    # Rounds store the whole job cache, max_jobs jobs a round.
+    rounds, total_cpu, total_db, total_wall, stored = 0, 0.0, 0.0, 0.0, 0
+    while True:
+        report, used, db_used, wall = timed_round(es, mysqld)
+        rounds += 1
+        total_cpu, total_db, total_wall = total_cpu + used, total_db + db_used, total_wall + wall
+        stored += report["stored"]["returns"]
+        if not report["more to do"]:
+            break
+    say(f"storing: {stored} returns in {rounds} rounds of {max_jobs} jobs: {total_wall:.1f} s,"
+        f" {stored / total_wall:.0f} returns/s; CPU {total_cpu:.1f} s eventstore + {total_db:.1f} s MariaDB"
+        f" ({1000 * total_cpu / stored:.2f} ms per return); a round {total_wall / rounds:.2f} s")
+
+    # Nothing changed since the last round: the round every interval on a quiet master.
+    quiet = [timed_round(es, mysqld) for _ in range(5)]
+    say("no-op round, nothing changed: CPU s "
+        f"{statistics.median(q[1] for q in quiet):.3f} (MariaDB {statistics.median(q[2] for q in quiet):.3f}),"
+        f" wall {statistics.median(q[3] for q in quiet):.3f} s, jobs looked at {quiet[0][0]['jobs changed']}")
+
+    # A busy master: max_jobs jobs changed since the last round, all stored already.
+    job_dir = os.path.join(opts["cachedir"], "jobs")
+    busy = []
+    for _ in range(3):
+        now = time.time()
+        for jid in jids[-max_jobs:]:
+            os.utime(salt.utils.jid.jid_dir(jid, job_dir, "sha256"), (now, now))
+        busy.append(timed_round(es, mysqld))
+    say(f"no-op round, {max_jobs} jobs x {args.minions} minions changed, all stored: CPU s"
+        f" {statistics.median(b[1] for b in busy):.3f} (MariaDB {statistics.median(b[2] for b in busy):.3f}),"
+        f" wall {statistics.median(b[3] for b in busy):.3f} s")
+
+    # The first round ever on a master whose database holds everything already.
+    os.unlink(es._catch_up_settings(opts).state_path)
+    rounds, total_cpu, total_db = 0, 0.0, 0.0
+    while True:
+        report, used, db_used, _ = timed_round(es, mysqld)
+        rounds += 1
+        total_cpu, total_db = total_cpu + used, total_db + db_used
+        if not report["more to do"]:
+            break
+    say(f"first rounds ever over the whole job cache, all stored: {rounds} rounds, CPU {total_cpu:.1f} s"
+        f" (MariaDB {total_db:.1f} s), {total_cpu / rounds:.3f} s a round")
+
+
+def spool_replay(opts, rows):
+    """
+    A long outage's spool written back after a master restart (a fresh copy
+    of the runner), by the live stores and by catch-up rounds, and what a
+    live store costs meanwhile.
+    """
+    es = load_runner(opts)
     writer = es._runtime().writer
     for n in range(rows):
         _, data = ret_event(minion=f"spooled-{n % 100:02d}", jid=f"20261201{n:012d}", ret="x" * 200)
@@ -168,16 +178,19 @@ def spool_replay(es, rows):
             times.append(1000 * (time.monotonic() - began))
         return statistics.median(times), max(times)
 
-    # A live store writes back REPLAY_BATCH spooled rows after its own row.
+    # After a restart, a live store writes back REPLAY_BATCH spooled rows after its own row.
     spooled_p50, spooled_max = live_store_ms()
     left = len(writer.spool.names())
-    began, used = time.monotonic(), cpu()
-    result = es.replay()
+    say(f"spool: {rows} rows; a live store writing back {es.REPLAY_BATCH} of them took {spooled_p50:.0f} ms p50,"
+        f" {spooled_max:.0f} ms max ({rows - left} written back by 30 live stores)")
+    # Catch-up rounds write back the rest, CATCH_UP_REPLAY rows each, one every CATCH_UP_PAUSE s.
+    began, used, rounds = time.monotonic(), cpu(), 0
+    while writer.spool.names(1):
+        es.catch_up()
+        rounds += 1
     wall = time.monotonic() - began
-    say(f"spool: {rows} rows; each live store wrote back {es.REPLAY_BATCH} of them: a live store took"
-        f" {spooled_p50:.0f} ms p50, {spooled_max:.0f} ms max; replay wrote back the other"
-        f" {result['written back']} of {left} in {wall:.1f} s ({result['written back'] / wall:.0f} rows/s,"
-        f" CPU {cpu() - used:.1f} s)")
+    say(f"catch-up rounds wrote back the other {left} rows in {rounds} rounds, {wall:.1f} s of work"
+        f" ({left / wall:.0f} rows/s, CPU {cpu() - used:.1f} s; the rounds are {es.CATCH_UP_PAUSE:.0f} s apart)")
     empty_p50, empty_max = live_store_ms()
     say(f"a live store with the spool empty: {empty_p50:.0f} ms p50, {empty_max:.0f} ms max")
 
