@@ -87,9 +87,14 @@ def test_returns_younger_than_catch_up_after_are_left_to_the_live_path(master_op
     assert stored(es) == []
 
 
-def unchanged_since_long_ago(es, jid):
+def changed_at(es, jid, when):
+    """Make the job's folder look last changed by the master at ``when`` (epoch seconds)."""
     folder = es.salt.utils.jid.jid_dir(jid, os.path.join(es.__opts__["cachedir"], "jobs"), "sha256")
-    os.utime(folder, (1, 1))
+    os.utime(folder, (when, when))
+
+
+def unchanged_since_long_ago(es, jid):
+    changed_at(es, jid, 1)
 
 
 def test_a_round_looks_only_at_jobs_changed_since_the_last_one(es, job_cache):
@@ -121,8 +126,7 @@ def test_a_round_looks_at_catch_up_max_jobs_jobs_and_the_next_goes_on(master_opt
     es = load_runner(master_opts)
     for n, jid in enumerate(JIDS[:5]):
         job_cache(jid)
-        folder = es.salt.utils.jid.jid_dir(jid, os.path.join(master_opts["cachedir"], "jobs"), "sha256")
-        os.utime(folder, (1000 + n, 1000 + n))  # the master wrote them a second apart
+        changed_at(es, jid, 1000 + n)  # the master wrote them a second apart
     first = es.catch_up()["last_round"]
     assert (first["jobs changed"], first["more to do"]) == (3, True)
     second = es.catch_up()["last_round"]
@@ -265,8 +269,7 @@ def test_a_round_does_not_part_jobs_the_master_changed_at_the_same_moment(master
     es = load_runner(master_opts)
     for n, jid in enumerate(JIDS[:3]):
         job_cache(jid)
-        folder = es.salt.utils.jid.jid_dir(jid, os.path.join(master_opts["cachedir"], "jobs"), "sha256")
-        os.utime(folder, (1000 + min(n, 1), 1000 + min(n, 1)))  # the last two at one moment
+        changed_at(es, jid, 1000 + min(n, 1))  # the last two at one moment
     assert es.catch_up()["last_round"]["jobs changed"] == 1
     assert es.catch_up()["last_round"]["jobs changed"] == 2
     assert loads(es) == JIDS[:3]
