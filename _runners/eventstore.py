@@ -1578,11 +1578,17 @@ class _Spool:
 
     def check_writable(self):
         """
-        Write, fsync and remove a small file in the spool folder: raises
-        ``OSError`` when a row could not be spooled (disk full, read-only).
+        Write, fsync and remove a small file in the spool folder (or, before
+        the first row made it, in its parent): raises ``OSError`` when a row
+        could not be spooled (disk full, read-only, not a folder).  Creates
+        nothing that stays: salt-run may run as another user than the master.
         """
-        os.makedirs(self.path, mode=0o700, exist_ok=True)
-        probe = os.path.join(self.path, f".probe-{uuid.uuid4().hex[:12]}.tmp")
+        folder = self.path
+        if not os.path.isdir(folder):
+            if os.path.lexists(folder):
+                raise NotADirectoryError(f"{folder} is not a folder")
+            folder = os.path.dirname(folder) or "."
+        probe = os.path.join(folder, f".eventstore-probe-{uuid.uuid4().hex[:12]}.tmp")
         fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         try:
             os.write(fd, b"\0" * 4096)
@@ -2840,7 +2846,9 @@ def _catch_up_if_due(force=False):
     if not (force or _catch_up_due(state, time.time())):
         return dict(state, ran=False)
     os.makedirs(os.path.dirname(settings.lock_path) or ".", exist_ok=True)
-    fd = os.open(settings.lock_path, os.O_CREAT | os.O_RDWR, 0o600)
+    # Read-only is enough for flock: a lock file salt-run made as root
+    # still locks for a master that runs as another user.
+    fd = os.open(settings.lock_path, os.O_CREAT | os.O_RDONLY, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

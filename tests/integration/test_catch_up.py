@@ -273,3 +273,18 @@ def test_a_round_does_not_part_jobs_the_master_changed_at_the_same_moment(master
     assert es.catch_up()["last_round"]["jobs changed"] == 1
     assert es.catch_up()["last_round"]["jobs changed"] == 2
     assert loads(es) == JIDS[:3]
+
+
+def test_status_says_when_the_spool_cannot_be_written(es, tmp_path):
+    spool = es._runtime().writer.spool.path
+    os.makedirs(os.path.dirname(spool), exist_ok=True)
+    with open(spool, "w") as blocker:
+        blocker.write("a file where the spool folder should be")
+    report = es.status()
+    assert report["healthy"] is False
+    assert any("spool cannot be written" in problem for problem in report["problems"])
+
+
+def test_status_of_a_master_that_never_spooled_leaves_no_spool_folder(es):
+    assert es.status()["healthy"] is True
+    assert not os.path.exists(es._runtime().writer.spool.path)
