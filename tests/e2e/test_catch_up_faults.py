@@ -101,6 +101,27 @@ def master_processes(master, title=None):
     return [proc for proc in procs if all(part in " ".join(proc.cmdline()) for part in title)]
 
 
+def reconnected(master, minion, timeout=120):
+    """Wait until the minion answers the master again (after the master's restart)."""
+    deadline = time.monotonic() + timeout
+    with salt.client.get_local_client(master.config_file) as client:
+        while not client.cmd(minion.id, "test.ping", timeout=5):
+            assert time.monotonic() < deadline, f"{minion.id} did not come back to the master"
+
+
+@pytest.fixture
+def database_down(setup):
+    """Stop the database for the test (started again after it, whatever happens)."""
+    master, minion, server, _ = setup
+    reconnected(master, minion)
+    server.pause()
+    try:
+        yield server.resume
+    finally:
+        if server.proc is None:
+            server.resume()
+
+
 def master_log(master):
     with open(master.config["log_file"], encoding="utf-8", errors="replace") as log:
         return log.read()
@@ -125,24 +146,30 @@ def test_returns_queued_in_the_reactor_when_the_master_is_killed_are_stored_afte
     assert stored_rows(server, name, jids) == []  # the reactions died with the master
     master.start()
     wait_until_stored(server, name, expected)
+    reconnected(master, minion)
 
 
 def test_rows_spooled_when_the_master_stops_are_written_back_after_it_starts(setup, event_listener):
     master, minion, server, name = setup
+    reconnected(master, minion)
     reactions = Reactions(event_listener, master)
     server.pause()
-    with salt.client.get_local_client(master.config_file) as client:
-        jids = [run_job(client, minion, "test.echo", [f"spooled {n}"])[0] for n in range(3)]
-    assert [reactions.result(f"salt/job/{jid}/ret/{minion.id}") for jid in jids] == ["spooled"] * 3
-    master.terminate()
-    server.resume()
+    try:
+        with salt.client.get_local_client(master.config_file) as client:
+            jids = [run_job(client, minion, "test.echo", [f"spooled {n}"])[0] for n in range(3)]
+        assert [reactions.result(f"salt/job/{jid}/ret/{minion.id}") for jid in jids] == ["spooled"] * 3
+        master.terminate()
+    finally:
+        server.resume()
     master.start()
     wait_until_stored(server, name, [(jid, minion.id) for jid in jids])
+    reconnected(master, minion)
     assert os.listdir(os.path.join(master.config["cachedir"], "eventstore_spool")) == []
 
 
 def test_a_database_turned_read_only_gets_rows_spooled_then_written_back(setup, event_listener):
     master, minion, server, name = setup
+    reconnected(master, minion)
     reactions = Reactions(event_listener, master)
     with server.connect() as conn, conn.cursor() as cur:
         cur.execute("SET GLOBAL read_only = 1")  # a failover: the master's user has no SUPER
@@ -182,11 +209,10 @@ def unwritable_spool(setup):
 
 
 def test_returns_neither_stored_nor_spooled_are_caught_up_once_there_is_room(
-    setup, event_listener, unwritable_spool
+    setup, event_listener, unwritable_spool, database_down
 ):
     master, minion, server, name = setup
     reactions = Reactions(event_listener, master)
-    server.pause()
     with salt.client.get_local_client(master.config_file) as client:
         lost, _ = run_job(client, minion, "test.echo", ["nowhere to go"])
         assert reactions.result(f"salt/job/{lost}/ret/{minion.id}") == "failed"
@@ -197,7 +223,7 @@ def test_returns_neither_stored_nor_spooled_are_caught_up_once_there_is_room(
         unwritable_spool.end()
         spooled, _ = run_job(client, minion, "test.echo", ["room again"])
         assert reactions.result(f"salt/job/{spooled}/ret/{minion.id}") == "spooled"
-    server.resume()
+    database_down()  # up again
     wait_until_stored(server, name, [(lost, minion.id), (spooled, minion.id)])
 
 
