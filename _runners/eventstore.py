@@ -131,6 +131,16 @@ try:
 except ImportError:
     HAS_PYMYSQL = False
 
+try:
+    import psycopg
+    import psycopg.adapt
+    import psycopg.types.datetime
+    import psycopg.types.string
+
+    HAS_PSYCOPG = True
+except ImportError:
+    HAS_PSYCOPG = False
+
 import sqlite3
 
 log = logging.getLogger(__name__)
@@ -152,6 +162,21 @@ MYSQL_DEFAULTS = {
     "ssl_ca": None,
     "ssl_cert": None,
     "ssl_key": None,
+}
+
+#: The pgjsonb returner's keys (``returner.pgjsonb.<key>``) and its defaults.
+POSTGRES_DEFAULTS = {
+    "host": "localhost",
+    "user": "salt",
+    "pass": "salt",
+    "db": "salt",
+    "port": 5432,
+    "sslmode": None,
+    "sslrootcert": None,
+    "sslcert": None,
+    "sslkey": None,
+    "sslcrl": None,
+    "connect_timeout": None,
 }
 
 #: What ``mediumtext`` holds, in bytes.
@@ -204,8 +229,52 @@ class Refused(ValueError):
 # ---------------------------------------------------------------------------
 
 Config = namedtuple(
-    "Config", "backend mysql sqlite_path ignore_funs verify_returns job_cache_wait spool_dir"
+    "Config",
+    "backend mysql sqlite_path ignore_funs verify_returns job_cache_wait spool_dir postgres",
 )
+
+BACKENDS = ("mysql", "sqlite", "postgres")
+
+
+def _returner_keys(opts, prefix, defaults, nested=None):
+    """
+    A returner's connection settings: ``<prefix>.<key>`` flat keys, else
+    ``nested[key]``, else ``defaults``; and whether any key was given.  The
+    returners' convention: the string ``"None"`` means unset.
+    """
+    nested = nested if isinstance(nested, dict) else {}
+    found, given = dict(defaults), False
+    for key in defaults:
+        if f"{prefix}.{key}" in opts:
+            value, given = opts[f"{prefix}.{key}"], True
+        elif key in nested:
+            value, given = nested[key], True
+        else:
+            continue
+        found[key] = None if isinstance(value, str) and value.lower() == "none" else value
+    return found, given
+
+
+def _postgres_hosts(hosts, default_port):
+    """
+    libpq's ``host`` and ``port`` for a list of ``host`` or ``host:port``
+    servers (``eventstore: postgres_hosts``): ``("a,b", "5432,5433")``.
+    libpq tries them in order and, with ``target_session_attrs=read-write``,
+    keeps the first that takes writes (the primary after a failover).
+    """
+    if isinstance(hosts, str):
+        hosts = [host.strip() for host in hosts.split(",") if host.strip()]
+    names, ports = [], []
+    for entry in hosts:
+        entry = str(entry).strip()
+        name, colon, port = entry.rpartition(":")
+        if not (colon and port.isdigit()) or (":" in name and not name.endswith("]")):
+            name, port = entry, default_port  # no port, or a bare IPv6 address
+        names.append(name.strip("[]"))
+        ports.append(str(int(port)))
+    if not names:
+        raise ValueError("eventstore: postgres_hosts names no server")
+    return ",".join(names), ",".join(ports)
 
 
 def _resolve_config(opts):
@@ -213,23 +282,25 @@ def _resolve_config(opts):
     Turn the master config into a :py:class:`Config`.  Pure: reads ``opts`` only.
     """
     own = opts.get("eventstore") or {}
-    nested = opts.get("mysql") if isinstance(opts.get("mysql"), dict) else {}
-    mysql = dict(MYSQL_DEFAULTS)
-    given = False
-    for key in MYSQL_DEFAULTS:
-        if f"mysql.{key}" in opts:
-            value, given = opts[f"mysql.{key}"], True
-        elif key in nested:
-            value, given = nested[key], True
-        else:
-            continue
-        # The returner's convention: the string "None" means unset.
-        mysql[key] = None if isinstance(value, str) and value.lower() == "none" else value
+    mysql, given = _returner_keys(opts, "mysql", MYSQL_DEFAULTS, opts.get("mysql"))
     mysql["port"] = int(mysql["port"])
 
-    backend = own.get("backend") or ("mysql" if given else "sqlite")
-    if backend not in ("mysql", "sqlite"):
-        raise ValueError(f"eventstore: backend must be mysql or sqlite, not {backend!r}")
+    postgres, postgres_given = _returner_keys(opts, "returner.pgjsonb", POSTGRES_DEFAULTS)
+    postgres["port"] = int(postgres["port"])
+    if postgres["connect_timeout"] is not None:
+        postgres["connect_timeout"] = int(postgres["connect_timeout"])
+    if own.get("postgres_hosts"):
+        postgres["host"], postgres["port"] = _postgres_hosts(own["postgres_hosts"], postgres["port"])
+
+    backend = own.get("backend")
+    if not backend and given and postgres_given:
+        raise ValueError(
+            "eventstore: both mysql.* and returner.pgjsonb.* keys are set:"
+            " say which to store into with eventstore: backend: mysql or postgres"
+        )
+    backend = backend or ("mysql" if given else "postgres" if postgres_given else "sqlite")
+    if backend not in BACKENDS:
+        raise ValueError(f"eventstore: backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     cachedir = opts.get("cachedir", "/var/cache/salt/master")
     ignore = tuple(ALWAYS_IGNORED) + tuple(
         glob for glob in own.get("ignore_funs") or () if glob not in ALWAYS_IGNORED
@@ -250,6 +321,7 @@ def _resolve_config(opts):
         verify_returns=job_cache_readable if verify is None else bool(verify),
         job_cache_wait=float(own.get("job_cache_wait", 5)),
         spool_dir=own.get("spool_dir") or os.path.join(cachedir, "eventstore_spool"),
+        postgres=postgres,
     )
 
 
@@ -1038,6 +1110,44 @@ def _sqlite_tables(mysql_tables):
 
 _SQLITE_TABLES = _sqlite_tables(_MYSQL_TABLES)
 
+#: The pgjsonb returner's name for the GIN index of ``jids.load``; the others
+#: are ``idx_<table>_<column>`` there as here.
+_PGJSONB_INDEX_NAMES = {("jids", "load"): "idx_jids_jsonb"}
+
+
+def _postgres_tables(sqlite_tables):
+    """
+    PostgreSQL's DDL in the pgjsonb returner's layout, translated from
+    SQLite's (itself from the MySQL DDL, so the layout is written once):
+    the JSON columns (``mediumtext``) are ``jsonb`` with a GIN index each,
+    as pgjsonb makes them; ``alter_time`` is ``timestamptz``; keys and ids
+    compare byte by byte (``COLLATE "C"``, as ``utf8mb4_bin`` on MySQL), and
+    the dead letters' ``longtext`` is ``text``.
+    """
+    statements = []
+    for statement in sqlite_tables:
+        statement = (
+            statement.replace("`", '"')
+            .replace("TIMESTAMP DEFAULT CURRENT_TIMESTAMP", "TIMESTAMP WITH TIME ZONE DEFAULT NOW()")
+            .replace("longtext", "text")
+        )
+        statement = re.sub(r"(varchar\(\d+\))", r'\1 COLLATE "C"', statement)
+        statement = re.sub(
+            r'CREATE INDEX IF NOT EXISTS "(\w+)_(\w+)" ON', r'CREATE INDEX IF NOT EXISTS "idx_\1_\2" ON', statement
+        )
+        statements.append(statement.replace("mediumtext", "jsonb"))
+        table = re.match(r'CREATE TABLE IF NOT EXISTS "(\w+)"', statement)
+        for column in re.findall(r'"(\w+)" mediumtext', statement):
+            index = _PGJSONB_INDEX_NAMES.get((table.group(1), column), f"idx_{table.group(1)}_{column}")
+            statements.append(
+                f'CREATE INDEX IF NOT EXISTS "{index}" ON "{table.group(1)}" USING gin ("{column}")'
+                " WITH (fastupdate = on)"
+            )
+    return tuple(statements)
+
+
+_POSTGRES_TABLES = _postgres_tables(_SQLITE_TABLES)
+
 
 def _insert_sql(table, columns):
     # A plain INSERT: the unique key keeps the first copy of a row and the store
@@ -1299,6 +1409,13 @@ class RowTooBig(ValueError):
     """
 
 
+class RowRefused(ValueError):
+    """
+    A row the database refused as such, with why, in words that quote none
+    of its data.
+    """
+
+
 def _mysql_escape(text):
     """
     ``text`` escaped for a quoted MySQL string literal, exactly as PyMySQL's
@@ -1521,7 +1638,157 @@ class _SQLiteStore(_Store):
         return self.run(work)
 
 
-_STORES = {"mysql": _MySQLStore, "sqlite": _SQLiteStore}
+def _postgres_sql(statement):
+    """
+    A statement written in MySQL's words, in PostgreSQL's: psycopg takes the
+    same ``%s`` placeholders; identifiers are quoted ``"..."``; ``INSERT
+    IGNORE`` is ``ON CONFLICT DO NOTHING``; text already compares byte by
+    byte (``COLLATE "C"``), so no ``CAST(... AS BINARY)``.
+    """
+    statement = re.sub(r"CAST\((`\w+`) AS BINARY\)", r"\1", statement).replace("`", '"')
+    if statement.startswith("INSERT IGNORE INTO "):
+        statement = "INSERT INTO " + statement[len("INSERT IGNORE INTO ") :] + " ON CONFLICT DO NOTHING"
+    return statement
+
+
+#: SQLSTATEs of a row PostgreSQL refuses as such: data exceptions (too long
+#: for varchar(50), a \u0000 jsonb cannot hold), integrity violations, and
+#: a value over a limit of the server's (a jsonb too big).
+_POSTGRES_ROW_STATES = ("22", "23", "54000")
+#: SQLSTATEs of a transaction that lost to another (serialization failure,
+#: deadlock): worth running again as it is.
+_POSTGRES_CONFLICT_STATES = ("40001", "40P01")
+
+if HAS_PSYCOPG:
+
+    class _JsonAsText(psycopg.types.string.TextLoader):
+        """
+        jsonb columns read as the JSON text they hold, as MySQL's and
+        SQLite's text columns are, not parsed by the driver.
+        """
+
+    class _NaiveUtc(psycopg.types.datetime.TimestamptzLoader):
+        """
+        ``timestamptz`` read as naive UTC, as MySQL's ``TIMESTAMP`` (with the
+        session in UTC) and SQLite's ``CURRENT_TIMESTAMP`` read.
+        """
+
+        def load(self, data):
+            return super().load(data).astimezone(_UTC).replace(tzinfo=None)
+
+
+class _PostgresStore(_Store):
+    dialect = "postgres"
+    tables = _POSTGRES_TABLES
+
+    def sql(self, statement):
+        return _postgres_sql(statement)
+
+    def connect(self):
+        opts = self.config.postgres
+        settings = {
+            key: opts[key]
+            for key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl")
+            if opts.get(key)
+        }
+        if "," in str(opts["host"]):
+            # Several servers (eventstore: postgres_hosts): the primary.
+            settings["target_session_attrs"] = "read-write"
+        conn = psycopg.connect(
+            host=opts["host"],
+            port=str(opts["port"]),
+            user=opts["user"],
+            password=opts["pass"] or "",
+            dbname=opts["db"],
+            # A dead server must not hold a reactor thread for long.
+            connect_timeout=opts["connect_timeout"] or 3,
+            # UTC: query() and prune() read and compare alter_time in UTC.
+            options="-c TimeZone=UTC",
+            application_name="eventstore",
+            autocommit=False,
+            **settings,
+        )
+        for name in ("json", "jsonb"):
+            conn.adapters.register_loader(name, _JsonAsText)
+        conn.adapters.register_loader("timestamptz", _NaiveUtc)
+        return conn
+
+    def insert(self, rows):
+        try:
+            return super().insert(rows)
+        except psycopg.Error as exc:
+            if not self.is_row_error(exc):
+                raise
+            # PostgreSQL's message quotes the refused value (CONTEXT: JSON
+            # data, line 1: ...): the reason, which is logged, keeps only what
+            # is wrong, not the data.
+            diag = exc.diag
+            detail = f" ({diag.message_detail})" if diag.message_detail else ""
+            raise RowRefused(f"{diag.message_primary or type(exc).__name__}{detail}") from exc
+
+    def _insert_new(self, cur, statement, params):
+        # ON CONFLICT DO NOTHING needs INSERT only; rowcount adds up the new rows.
+        cur.executemany(self.sql(statement) + " ON CONFLICT DO NOTHING", params)
+        return cur.rowcount
+
+    def create_table_like(self, source, target):
+        def work(cur):
+            cur.execute(f'CREATE TABLE IF NOT EXISTS "{target}" (LIKE "{source}" INCLUDING ALL)')
+
+        self.run(work)
+
+    def is_row_error(self, exc):
+        if isinstance(exc, (RowTooBig, RowRefused, psycopg.DataError, psycopg.IntegrityError)):
+            return True
+        return str(getattr(exc, "sqlstate", None) or "").startswith(_POSTGRES_ROW_STATES)
+
+    def is_conflict(self, exc):
+        """
+        True when the transaction lost to another one (serialization failure,
+        deadlock) and may simply run again: every write of ours is idempotent.
+        """
+        return getattr(exc, "sqlstate", None) in _POSTGRES_CONFLICT_STATES
+
+    def is_lost_connection(self, exc):
+        # A conflict is an OperationalError too: retried the same way, once.
+        return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and (
+            self.is_conflict(exc) or not self.is_row_error(exc)
+        )
+
+    def describe(self):
+        opts = self.config.postgres
+        return f"postgresql://{opts['user']}@{opts['host']}:{opts['port']}/{opts['db']}"
+
+    def server_version(self):
+        return "PostgreSQL " + self.select("SHOW server_version", ())[0][0]
+
+    def schema(self):
+        tables = {name: None for (name,) in self.select(_POSTGRES_TABLES_INFO, REQUIRED_TABLES)}
+        unique = {}
+        for table, index, column in self.select(_POSTGRES_UNIQUE_KEYS, RETURNER_TABLES):
+            unique.setdefault(table, {}).setdefault(index, []).append(column)
+        return Schema(
+            tables, {table: {tuple(key) for key in keys.values()} for table, keys in unique.items()}, {}
+        )
+
+
+# PostgreSQL's catalog, for status, init and migrate: the tables and unique
+# keys in the connection's schema (search_path), readable by any user.
+_POSTGRES_TABLES_INFO = (
+    "SELECT table_name FROM information_schema.tables"
+    " WHERE table_schema = current_schema() AND table_name IN (%s, %s, %s)"
+)
+_POSTGRES_UNIQUE_KEYS = (
+    "SELECT t.relname, i.relname, a.attname FROM pg_index x"
+    " JOIN pg_class t ON t.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid"
+    " JOIN unnest(x.indkey) WITH ORDINALITY AS k(attnum, n) ON true"
+    " JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum"
+    " WHERE x.indisunique AND t.relnamespace = current_schema()::regnamespace"
+    " AND t.relname IN (%s, %s) ORDER BY t.relname, i.relname, k.n"
+)
+
+
+_STORES = {"mysql": _MySQLStore, "sqlite": _SQLiteStore, "postgres": _PostgresStore}
 
 
 # ---------------------------------------------------------------------------
@@ -1816,8 +2083,9 @@ def _schema_sql(dialect):
     The DDL of ``sql/<dialect>.sql``, from the same statements :py:func:`init` runs.
     """
     tables = _STORES[dialect].tables
+    returner = "pgjsonb" if dialect == "postgres" else "mysql"
     head = (
-        f"-- eventstore schema for {dialect}: the mysql returner's jids and salt_returns,\n"
+        f"-- eventstore schema for {dialect}: the {returner} returner's jids and salt_returns,\n"
         "-- plus one row per (jid, minion).  Generated by `make sql` from _runners/eventstore.py.\n"
     )
     return head + "\n".join(statement + ";\n" for statement in tables)
@@ -1844,6 +2112,12 @@ def __virtual__():
             False,
             "eventstore: the mysql backend needs PyMySQL, which is not installed "
             "(pip install pymysql; on onedir masters: salt-pip install pymysql)",
+        )
+    if backend == "postgres" and not HAS_PSYCOPG:
+        return (
+            False,
+            "eventstore: the postgres backend needs psycopg 3, which is not installed "
+            "(pip install 'psycopg[binary]'; on onedir masters: salt-pip install 'psycopg[binary]')",
         )
     return __virtualname__
 

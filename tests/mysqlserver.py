@@ -209,6 +209,10 @@ class ThrowawayServer(Server):
                 cur.execute("SELECT @@socket")
                 return cur.fetchone()[0] == self.unix_socket
 
+    @property
+    def running(self):
+        return self.proc is not None
+
     def pause(self):
         """Stop the server but keep its data, as an outage would."""
         self._terminate()

@@ -41,6 +41,20 @@ def mysql_keys(server, database, user=None, password=None):
     }
 
 
+def pgjsonb_keys(server, database, user=None, password=None):
+    """
+    The pgjsonb returner's ``returner.pgjsonb.*`` master config keys for
+    ``database`` on ``server`` (a tests.pgserver server), as for :py:func:`mysql_keys`.
+    """
+    return {
+        "returner.pgjsonb.host": server.host,
+        "returner.pgjsonb.port": int(server.port),
+        "returner.pgjsonb.user": server.user if user is None else user,
+        "returner.pgjsonb.pass": server.password if password is None else password,
+        "returner.pgjsonb.db": database,
+    }
+
+
 JID = "20261126120000000000"
 
 # The mysql returner's documented schema (saltext-mysql's returners/mysql.py,
