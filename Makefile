@@ -53,7 +53,7 @@ help:
 	@echo "  bench             benchmark reactor and engine modes against their peers (~10 min; bench/README.md)"
 	@echo "  bench-settings    benchmark the reactor's Salt settings (~5 min)"
 	@echo "  bench-forgeries   how long a forged return holds a reactor thread (~10 s)"
-	@echo "  sql               regenerate sql/mysql.sql and sql/sqlite.sql from the runner"
+	@echo "  sql               regenerate sql/mysql.sql, sql/sqlite.sql and sql/postgres.sql from the runner"
 	@echo "  clean             remove .venv/, .demo/ and .bench/"
 
 venv: $(STAMP)
