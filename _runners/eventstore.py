@@ -1280,6 +1280,13 @@ class _Store:
         """
         return False
 
+    def is_duplicate(self, exc):
+        """
+        True when ``exc`` says a unique key is taken (or, adding one, that
+        rows share it).
+        """
+        return _is_duplicate(exc)
+
     def __init__(self, config):
         self.config = config
         self._local = threading.local()
@@ -1682,7 +1689,7 @@ class _PostgresStore(_Store):
     tables = _POSTGRES_TABLES
 
     def sql(self, statement):
-        return _postgres_sql(statement)
+        return _POSTGRES_STATEMENTS.get(statement) or _postgres_sql(statement)
 
     def connect(self):
         opts = self.config.postgres
@@ -1742,6 +1749,9 @@ class _PostgresStore(_Store):
             return True
         return str(getattr(exc, "sqlstate", None) or "").startswith(_POSTGRES_ROW_STATES)
 
+    def is_duplicate(self, exc):
+        return getattr(exc, "sqlstate", None) == "23505"  # unique_violation
+
     def is_conflict(self, exc):
         """
         True when the transaction lost to another one (serialization failure,
@@ -1787,6 +1797,21 @@ _POSTGRES_UNIQUE_KEYS = (
     " AND t.relname IN (%s, %s) ORDER BY t.relname, i.relname, k.n"
 )
 
+
+# The few statements PostgreSQL words otherwise than by _postgres_sql's rules:
+# migrate's, on its own temporary table.
+_POSTGRES_STATEMENTS = {
+    _ADD_UNIQUE_KEY: 'ALTER TABLE "salt_returns" ADD CONSTRAINT "salt_returns_jid_id_key" UNIQUE ("jid", "id")',
+    _DROP_DUPLICATES_TABLE: 'DROP TABLE IF EXISTS pg_temp."eventstore_duplicates"',
+    _CREATE_DUPLICATES_TABLE: (
+        'CREATE TEMPORARY TABLE "eventstore_duplicates" ("n" BIGINT GENERATED ALWAYS AS IDENTITY'
+        ' PRIMARY KEY, "jid" varchar(255) NOT NULL, "id" varchar(255) NOT NULL)'
+    ),
+    _DELETE_DUPLICATES: (
+        'DELETE FROM "salt_returns" AS "r" USING "eventstore_duplicates" AS "d"'
+        ' WHERE "r"."jid" = "d"."jid" AND "r"."id" = "d"."id" AND "d"."n" > %s AND "d"."n" <= %s'
+    ),
+}
 
 _STORES = {"mysql": _MySQLStore, "sqlite": _SQLiteStore, "postgres": _PostgresStore}
 
@@ -3030,24 +3055,25 @@ def _remove_duplicate_returns(store_, batch_size):
     """
     Keep one row of each (jid, id) in ``salt_returns`` (:py:func:`_first_return`),
     ``batch_size`` pairs per transaction; returns how many rows it removed.
-    MySQL only.
+    MySQL and PostgreSQL.
     """
+    sql = store_.sql
 
     def find(cur):
-        cur.execute(_DROP_DUPLICATES_TABLE)
-        cur.execute(_CREATE_DUPLICATES_TABLE)
-        cur.execute(_FIND_DUPLICATES)
-        cur.execute("SELECT COALESCE(MAX(`n`), 0) FROM `eventstore_duplicates`")
+        cur.execute(sql(_DROP_DUPLICATES_TABLE))
+        cur.execute(sql(_CREATE_DUPLICATES_TABLE))
+        cur.execute(sql(_FIND_DUPLICATES))
+        cur.execute(sql("SELECT COALESCE(MAX(`n`), 0) FROM `eventstore_duplicates`"))
         return cur.fetchone()[0]
 
     def dedupe(cur, bounds):
-        cur.execute(_SELECT_DUPLICATES, bounds)
+        cur.execute(sql(_SELECT_DUPLICATES), bounds)
         copies = {}
         for row in map(StoredReturn._make, cur.fetchall()):
             copies.setdefault((row.jid, row.id), []).append(row)
-        cur.execute(_DELETE_DUPLICATES, bounds)
+        cur.execute(sql(_DELETE_DUPLICATES), bounds)
         deleted = cur.rowcount
-        cur.executemany(_REINSERT_RETURN, [tuple(_first_return(rows)) for rows in copies.values()])
+        cur.executemany(sql(_REINSERT_RETURN), [tuple(_first_return(rows)) for rows in copies.values()])
         return deleted - len(copies)
 
     last, removed = store_.run(find), 0
@@ -3055,7 +3081,7 @@ def _remove_duplicate_returns(store_, batch_size):
         for low in range(0, last, batch_size):
             removed += store_.run(lambda cur, low=low: dedupe(cur, (low, low + batch_size)))
     finally:
-        store_.run(lambda cur: cur.execute(_DROP_DUPLICATES_TABLE))
+        store_.run(lambda cur: cur.execute(sql(_DROP_DUPLICATES_TABLE)))
     return removed
 
 
@@ -3069,10 +3095,10 @@ def _add_unique_key(store_, batch_size, attempts=3):
     for attempt in range(1, attempts + 1):
         removed += _remove_duplicate_returns(store_, batch_size)
         try:
-            store_.run(lambda cur: cur.execute(_ADD_UNIQUE_KEY))
+            store_.run(lambda cur: cur.execute(store_.sql(_ADD_UNIQUE_KEY)))
             return removed
         except Exception as exc:  # pylint: disable=broad-except
-            if not _is_duplicate(exc) or attempt == attempts:
+            if not store_.is_duplicate(exc) or attempt == attempts:
                 raise
     return removed
 
@@ -3080,12 +3106,14 @@ def _add_unique_key(store_, batch_size, attempts=3):
 def migrate(test=False, batch_size=1000):
     """
     Upgrade a MySQL database made from Salt's documented mysql returner
-    schema to eventstore's layout, which the same readers read:
+    schema, or a PostgreSQL one made from the pgjsonb returner's, to
+    eventstore's layout, which the same readers read:
 
     1. convert ``jids`` and ``salt_returns`` to utf8mb4 with the
        ``utf8mb4_bin`` collation (``ALTER TABLE ... CONVERT TO CHARACTER SET``,
        keeping the returner's column types), so 4-byte characters can be
-       stored and minion ids differing in case stay apart;
+       stored and minion ids differing in case stay apart (MySQL only:
+       PostgreSQL's UTF-8 and its comparisons need nothing);
     2. remove duplicate returns (the same jid and minion stored more than
        once, saltstack/salt#22171 and #62834), keeping the first of each: the
        oldest ``alter_time``, then the lowest ``full_ret``;
@@ -3115,7 +3143,7 @@ def migrate(test=False, batch_size=1000):
         salt-run eventstore.migrate
     """
     store_ = _store()
-    if store_.dialect != "mysql":
+    if store_.dialect == "sqlite":
         return (
             f"Nothing to migrate in {store_.describe()}: eventstore makes its SQLite tables itself"
         )
@@ -3150,7 +3178,7 @@ def migrate(test=False, batch_size=1000):
                 )
             elif not test:
                 store_.run(lambda cur, statement=statement: cur.execute(statement))
-            report["steps"].append(statement)
+            report["steps"].append(store_.sql(statement))
         if test:
             report["result"] = "Would upgrade (test=True: nothing was changed)"
             return report

@@ -80,6 +80,26 @@ RETURNER_DDL = (
 )
 
 
+# The pgjsonb returner's documented schema (salt/returners/pgjsonb.py), salt_events left out.
+PGJSONB_DDL = (
+    "CREATE TABLE jids (jid varchar(255) NOT NULL primary key, load jsonb NOT NULL)",
+    "CREATE INDEX idx_jids_jsonb on jids USING gin (load) WITH (fastupdate=on)",
+    """CREATE TABLE salt_returns (
+  fun varchar(50) NOT NULL,
+  jid varchar(255) NOT NULL,
+  return jsonb NOT NULL,
+  id varchar(255) NOT NULL,
+  success varchar(10) NOT NULL,
+  full_ret jsonb NOT NULL,
+  alter_time TIMESTAMP WITH TIME ZONE DEFAULT NOW())""",
+    "CREATE INDEX idx_salt_returns_id ON salt_returns (id)",
+    "CREATE INDEX idx_salt_returns_jid ON salt_returns (jid)",
+    "CREATE INDEX idx_salt_returns_fun ON salt_returns (fun)",
+    "CREATE INDEX idx_salt_returns_return ON salt_returns USING gin (return) with (fastupdate=on)",
+    "CREATE INDEX idx_salt_returns_full_ret ON salt_returns USING gin (full_ret) with (fastupdate=on)",
+)
+
+
 def count(es, table="salt_returns"):
     """
     How many rows ``table`` holds, read through the runner's own store.
