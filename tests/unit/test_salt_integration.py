@@ -110,5 +110,5 @@ def test_sql_files_are_the_runners_own_schema():
     from runnerlib import load_runner
 
     es = load_runner({})
-    for dialect in ("mysql", "sqlite"):
+    for dialect in ("mysql", "sqlite", "postgres"):
         assert (REPO / "sql" / f"{dialect}.sql").read_text() == es._schema_sql(dialect), dialect
