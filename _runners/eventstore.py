@@ -1709,6 +1709,13 @@ class _PostgresStore(_Store):
             dbname=opts["db"],
             # A dead server must not hold a reactor thread for long.
             connect_timeout=opts["connect_timeout"] or 3,
+            # A server gone silent mid-statement (a network partition, a
+            # frozen primary) fails the statement within about a minute,
+            # as MySQL's read_timeout does, instead of holding the thread.
+            tcp_user_timeout=60000,
+            keepalives_idle=30,
+            keepalives_interval=10,
+            keepalives_count=3,
             # UTC: query() and prune() read and compare alter_time in UTC.
             options="-c TimeZone=UTC",
             application_name="eventstore",

@@ -515,7 +515,7 @@ def part_engine(bench, returns, big):
         if "engines" in settings:
             result = consumer_burst(bench, rig, big)
             row(
-                "engine mode", f"eventstore engine, {big:,} returns",
+                "engine mode", f"{case}, {big:,} returns",
                 returns=big,
                 per_s=round(result["per_s"]),
                 lost=result["lost"],

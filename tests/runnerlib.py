@@ -27,32 +27,34 @@ def load_runner(opts):
     return module
 
 
+def returner_keys(prefix, server, database, user=None, password=None):
+    """
+    A returner's ``<prefix>.*`` master config keys for ``database`` on
+    ``server``, as ``server``'s user unless told otherwise.
+    """
+    return {
+        f"{prefix}.host": server.host,
+        f"{prefix}.port": int(server.port),
+        f"{prefix}.user": server.user if user is None else user,
+        f"{prefix}.pass": server.password if password is None else password,
+        f"{prefix}.db": database,
+    }
+
+
 def mysql_keys(server, database, user=None, password=None):
     """
     The ``mysql.*`` master config keys for ``database`` on ``server`` (a
-    tests.mysqlserver server), as ``server``'s user unless told otherwise.
+    tests.mysqlserver server).
     """
-    return {
-        "mysql.host": server.host,
-        "mysql.port": int(server.port),
-        "mysql.user": server.user if user is None else user,
-        "mysql.pass": server.password if password is None else password,
-        "mysql.db": database,
-    }
+    return returner_keys("mysql", server, database, user, password)
 
 
 def pgjsonb_keys(server, database, user=None, password=None):
     """
     The pgjsonb returner's ``returner.pgjsonb.*`` master config keys for
-    ``database`` on ``server`` (a tests.pgserver server), as for :py:func:`mysql_keys`.
+    ``database`` on ``server`` (a tests.pgserver server).
     """
-    return {
-        "returner.pgjsonb.host": server.host,
-        "returner.pgjsonb.port": int(server.port),
-        "returner.pgjsonb.user": server.user if user is None else user,
-        "returner.pgjsonb.pass": server.password if password is None else password,
-        "returner.pgjsonb.db": database,
-    }
+    return returner_keys("returner.pgjsonb", server, database, user, password)
 
 
 JID = "20261126120000000000"

@@ -22,6 +22,18 @@ def postgres_runner_opts(postgres_opts, tmp_path):
     return dict(postgres_opts, cachedir=str(tmp_path), eventstore={"verify_returns": False})
 
 
+@pytest.fixture(params=["mysql", "postgres"])
+def backend(request):
+    """A database server, for tests of what MySQL and PostgreSQL must do alike."""
+    return request.param
+
+
+@pytest.fixture
+def runner_opts(request, backend):
+    """``mysql_runner_opts`` or ``postgres_runner_opts``, as ``backend`` says."""
+    return request.getfixturevalue(f"{backend}_runner_opts")
+
+
 @pytest.fixture(params=["sqlite", "mysql", "postgres"])
 def es(request, tmp_path):
     if request.param == "sqlite":

@@ -53,16 +53,6 @@ def postgres_role(server, database, opts, grants):
 MAKE_USER = {"mysql": mysql_user, "postgres": postgres_role}
 
 
-@pytest.fixture(params=sorted(MAKE_USER))
-def backend(request):
-    return request.param
-
-
-@pytest.fixture
-def runner_opts(request, backend):
-    return request.getfixturevalue(f"{backend}_runner_opts")
-
-
 @pytest.fixture
 def user_with(request, backend, runner_opts):
     """A runner logged in as a new user with just the given grants."""

@@ -43,16 +43,6 @@ def postgres_db(server, database):
     return conn
 
 
-@pytest.fixture(params=["mysql", "postgres"])
-def backend(request):
-    return request.param
-
-
-@pytest.fixture
-def runner_opts(request, backend):
-    return request.getfixturevalue(f"{backend}_runner_opts")
-
-
 @pytest.fixture
 def db(request, backend):
     server = request.getfixturevalue(f"{backend}_server")

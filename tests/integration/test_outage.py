@@ -10,11 +10,6 @@ from runnerlib import JID, load_runner, mysql_keys, pgjsonb_keys, ret_event
 KEYS = {"mysql": mysql_keys, "postgres": pgjsonb_keys}
 
 
-@pytest.fixture(params=sorted(KEYS))
-def backend(request):
-    return request.param
-
-
 @pytest.fixture
 def server(request, backend):
     return request.getfixturevalue(f"own_{backend}_server")
