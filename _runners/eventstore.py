@@ -1,14 +1,16 @@
 """
-Store every job return the master sees into MySQL/MariaDB or SQLite, from the master.
+Store every job return the master sees into MySQL/MariaDB, PostgreSQL or SQLite, from the master.
 
 Minions keep no database credentials: the master's reactor hands each
 ``salt/job/<jid>/new`` (the job's load) and ``salt/job/<jid>/ret/<minion>``
 (a minion's return) event to :py:func:`store`, which writes it into the tables
-of Salt's mysql returner (``jids``, ``salt_returns``).  Every reader of that
-layout (the mysql returner's ``get_jid``/``get_fun``, Alcali, SQL reports)
-reads these rows as its own.
+of Salt's mysql returner (``jids``, ``salt_returns``), or on PostgreSQL of its
+pgjsonb returner (the same tables, ``jsonb`` columns).  Every reader of that
+layout (the returner's ``get_jid``/``get_fun``, Alcali, SQL reports) reads
+these rows as its own.
 
-:depends: PyMySQL for the mysql backend; nothing for SQLite.
+:depends: PyMySQL for the mysql backend; psycopg 3 (``psycopg[binary]``) for
+    the postgres backend; nothing for SQLite.
 
 Installation
 ------------
@@ -49,15 +51,37 @@ defaults are the returner's:
     mysql.ssl_key: None
 
 The nested form ``mysql: {host: ..., user: ...}`` is read too; a flat key wins.
-With none of these keys, returns go to SQLite in
-``<cachedir>/eventstore.sqlite3`` (mode 0600).
+
+The pgjsonb returner's keys select PostgreSQL; its defaults:
+
+.. code-block:: yaml
+
+    returner.pgjsonb.host: 'localhost'
+    returner.pgjsonb.user: 'salt'
+    returner.pgjsonb.pass: 'salt'
+    returner.pgjsonb.db: 'salt'
+    returner.pgjsonb.port: 5432
+    returner.pgjsonb.sslmode: None        # verify-full: TLS, the server's certificate and name checked
+    returner.pgjsonb.sslrootcert: None
+    returner.pgjsonb.sslcert: None
+    returner.pgjsonb.sslkey: None
+    returner.pgjsonb.sslcrl: None
+    returner.pgjsonb.connect_timeout: None  # seconds; eventstore waits 3 when unset
+
+With both kinds of keys set, ``eventstore: backend`` must say which.  With
+none of these keys, returns go to SQLite in ``<cachedir>/eventstore.sqlite3``
+(mode 0600).
 
 Everything else sits under one ``eventstore`` key; all of it is optional:
 
 .. code-block:: yaml
 
     eventstore:
-      backend: mysql          # or sqlite; default: mysql when a mysql.* key is set
+      backend: mysql          # or postgres, sqlite; default: mysql when a mysql.* key is
+                              # set, postgres when a returner.pgjsonb.* key is
+      postgres_hosts:         # several PostgreSQL servers: libpq keeps the one that takes writes
+        - db1.example.com
+        - db2.example.com:5433
       sqlite_path: /var/cache/salt/master/eventstore.sqlite3
       ignore_funs:            # shell globs of functions whose returns are not stored
         - saltutil.find_job   # always ignored, listed here or not
@@ -92,7 +116,8 @@ What it guarantees
   server does not hold reactor threads.  The spool is written back by the next
   successful store, 100 rows at a time, and by :py:func:`replay`.
 - **Nothing stored wrong.**  A row the database refuses as such (too big for
-  its column: ``mediumtext`` holds 16 MiB) is kept in the
+  its column: ``mediumtext`` holds 16 MiB; on PostgreSQL, a NUL character or
+  a lone surrogate, which ``jsonb`` cannot hold) is kept whole in the
   ``eventstore_dead_letters`` table with the reason; :py:func:`query` shows it.
 - Returns the reactor never saw (master down, reactor queue full) are copied
   from the job cache by :py:func:`backfill`.
