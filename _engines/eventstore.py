@@ -27,7 +27,7 @@ Copy this file to ``_engines/eventstore.py`` and the runner to
     salt-run saltutil.sync_engines
     salt-run eventstore.init
 
-and add to the master config (the runner's settings, ``mysql.*`` and
+and add to the master config (the runner's settings, ``mysql.*``, ``returner.pgjsonb.*`` and
 ``eventstore:``, apply as they are), then restart the master:
 
 .. code-block:: yaml
