@@ -158,7 +158,6 @@ except ImportError:
 
 try:
     import psycopg
-    import psycopg.adapt
     import psycopg.types.datetime
     import psycopg.types.string
 
@@ -1157,9 +1156,8 @@ def _postgres_tables(sqlite_tables):
             .replace("longtext", "text")
         )
         statement = re.sub(r"(varchar\(\d+\))", r'\1 COLLATE "C"', statement)
-        statement = re.sub(
-            r'CREATE INDEX IF NOT EXISTS "(\w+)_(\w+)" ON', r'CREATE INDEX IF NOT EXISTS "idx_\1_\2" ON', statement
-        )
+        # pgjsonb's index names: idx_salt_returns_id, not salt_returns_id.
+        statement = re.sub(r'INDEX IF NOT EXISTS "(\w+)" ON', r'INDEX IF NOT EXISTS "idx_\1" ON', statement)
         statements.append(statement.replace("mediumtext", "jsonb"))
         table = re.match(r'CREATE TABLE IF NOT EXISTS "(\w+)"', statement)
         for column in re.findall(r'"(\w+)" mediumtext', statement):
@@ -1760,10 +1758,11 @@ class _PostgresStore(_Store):
                 raise
             # PostgreSQL's message quotes the refused value (CONTEXT: JSON
             # data, line 1: ...): the reason, which is logged, keeps only what
-            # is wrong, not the data.
+            # is wrong, not the data.  psycopg's own (a NUL in a text column,
+            # refused before sending) quote nothing.
             diag = exc.diag
             detail = f" ({diag.message_detail})" if diag.message_detail else ""
-            raise RowRefused(f"{diag.message_primary or type(exc).__name__}{detail}") from exc
+            raise RowRefused(f"{diag.message_primary or exc}{detail}") from exc
 
     def _insert_new(self, cur, statement, params):
         # ON CONFLICT DO NOTHING needs INSERT only; rowcount adds up the new rows.

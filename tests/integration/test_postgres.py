@@ -163,3 +163,12 @@ def test_a_lost_serialization_or_deadlock_is_a_conflict_worth_running_again(es, 
     store = es._store()
     assert store.is_conflict(error()) is conflict
     assert store.is_lost_connection(error()) is (error is not psycopg.errors.UntranslatableCharacter)
+
+
+def test_a_nul_in_a_text_column_is_kept_on_disk_when_even_the_dead_letters_refuse_it(es):
+    # A NUL in the function name: no text column of PostgreSQL's holds it, the dead letters' neither.
+    assert es.store(*ret_event(fun="test.\x00ping")) == "dead-lettered"
+    dead = es.status()["dead_letters"]
+    assert (dead["on disk"], dead["in the table"]) == (1, 0)
+    (shown,) = es.query(jid=JID).values()
+    assert shown.startswith("Not stored: the database refused it: PostgreSQL text fields cannot contain NUL")
