@@ -13,13 +13,16 @@ tables, one row per (jid, minion), returns checked against and completed from
 the master job cache, the spool while the database is down), each table's rows
 in one transaction.
 
-:depends: the eventstore runner (``_runners/eventstore.py``), synced too.
+:depends: the eventstore runner (``_runners/eventstore.py``), synced too, or
+    both installed as the saltext-eventstore package.
 
 Installation
 ------------
 
-Copy this file to ``_engines/eventstore.py`` and the runner to
-``_runners/eventstore.py`` under a ``file_roots`` directory, then:
+Installed as the saltext-eventstore package, the engine and the runner are
+there already.  Synced from ``file_roots``: copy this file to
+``_engines/eventstore.py`` and the runner to ``_runners/eventstore.py`` under
+a ``file_roots`` directory, then:
 
 .. code-block:: bash
 
@@ -27,7 +30,7 @@ Copy this file to ``_engines/eventstore.py`` and the runner to
     salt-run saltutil.sync_engines
     salt-run eventstore.init
 
-and add to the master config (the runner's settings, ``mysql.*`` and
+and add to the master config (the runner's settings, ``mysql.*``, ``returner.pgjsonb.*`` and
 ``eventstore:``, apply as they are), then restart the master:
 
 .. code-block:: yaml
@@ -167,7 +170,7 @@ def start(batch_size=500, max_delay=0.2, queue_mib=256, stop_timeout=3, store=Tr
     if "eventstore.store_events" not in __runners__:
         log.error(
             "eventstore engine: the eventstore runner is not loaded: "
-            "salt-run saltutil.sync_runners, then restart the master"
+            "salt-run saltutil.sync_runners (or install saltext-eventstore), then restart the master"
         )
         return
     # An engine is what the master starts by itself: the catch-up thread

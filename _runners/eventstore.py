@@ -1,22 +1,27 @@
 """
-Store every job return the master sees into MySQL/MariaDB or SQLite, from the master.
+Store every job return the master sees into MySQL/MariaDB, PostgreSQL or SQLite, from the master.
 
 Minions keep no database credentials: the master's reactor hands each
 ``salt/job/<jid>/ret/<minion>`` event (a minion's return) to :py:func:`store`,
-which writes it into the tables of Salt's mysql returner: ``salt_returns``,
-and ``jids`` with the job's load from the master job cache, once per job.  The
+which writes it into the tables of Salt's mysql returner (on PostgreSQL, of its
+pgjsonb returner: the same tables, ``jsonb`` columns): ``salt_returns``, and
+``jids`` with the job's load from the master job cache, once per job.  The
 reactor SLS itself drops ``saltutil.find_job`` polls and ``ignore_funs``, so
-they cost no runner job.  Every reader of that
-layout (the mysql returner's ``get_jid``/``get_fun``, Alcali, SQL reports)
-reads these rows as its own.
+they cost no runner job.  Every reader of that layout (the returner's
+``get_jid``/``get_fun``, Alcali, SQL reports) reads these rows as its own.
 
-:depends: PyMySQL for the mysql backend; nothing for SQLite.
+:depends: PyMySQL for the mysql backend; psycopg 3 (``psycopg[binary]``) for
+    the postgres backend; nothing for SQLite.
 
 Installation
 ------------
 
-Copy this file to ``_runners/eventstore.py`` under a ``file_roots`` directory,
-the reactor SLS to ``/srv/reactor/eventstore.sls``, then:
+As a Salt extension: ``salt-pip install 'saltext-eventstore[mysql]'`` (``pip``
+on a pip-installed master), then ``salt-run eventstore.install_reactor`` puts
+the reactor SLS that ships in the package at ``/srv/reactor/eventstore.sls``;
+nothing to sync.  Or synced from ``file_roots``: copy this file to
+``_runners/eventstore.py`` under a ``file_roots`` directory, the reactor SLS to
+``/srv/reactor/eventstore.sls``, then:
 
 .. code-block:: bash
 
@@ -52,15 +57,37 @@ defaults are the returner's:
     mysql.ssl_key: None
 
 The nested form ``mysql: {host: ..., user: ...}`` is read too; a flat key wins.
-With none of these keys, returns go to SQLite in
-``<cachedir>/eventstore.sqlite3`` (mode 0600).
+
+The pgjsonb returner's keys select PostgreSQL; its defaults:
+
+.. code-block:: yaml
+
+    returner.pgjsonb.host: 'localhost'
+    returner.pgjsonb.user: 'salt'
+    returner.pgjsonb.pass: 'salt'
+    returner.pgjsonb.db: 'salt'
+    returner.pgjsonb.port: 5432
+    returner.pgjsonb.sslmode: None        # verify-full: TLS, the server's certificate and name checked
+    returner.pgjsonb.sslrootcert: None
+    returner.pgjsonb.sslcert: None
+    returner.pgjsonb.sslkey: None
+    returner.pgjsonb.sslcrl: None
+    returner.pgjsonb.connect_timeout: None  # seconds; eventstore waits 3 when unset
+
+With both kinds of keys set, ``eventstore: backend`` must say which.  With
+none of these keys, returns go to SQLite in ``<cachedir>/eventstore.sqlite3``
+(mode 0600).
 
 Everything else sits under one ``eventstore`` key; all of it is optional:
 
 .. code-block:: yaml
 
     eventstore:
-      backend: mysql          # or sqlite; default: mysql when a mysql.* key is set
+      backend: mysql          # or postgres, sqlite; default: mysql when a mysql.* key is
+                              # set, postgres when a returner.pgjsonb.* key is
+      postgres_hosts:         # several PostgreSQL servers: libpq keeps the one that takes writes
+        - db1.example.com
+        - db2.example.com:5433
       sqlite_path: /var/cache/salt/master/eventstore.sqlite3
       ignore_funs:            # shell globs of functions whose returns are not stored
         - saltutil.find_job   # always ignored, listed here or not
@@ -99,7 +126,8 @@ What it guarantees
   server does not hold reactor threads.  The spool is written back by the next
   successful store, 100 rows at a time, and by :py:func:`replay`.
 - **Nothing stored wrong.**  A row the database refuses as such (too big for
-  its column: ``mediumtext`` holds 16 MiB) is kept in the
+  its column: ``mediumtext`` holds 16 MiB; on PostgreSQL, a NUL character or
+  a lone surrogate, which ``jsonb`` cannot hold) is kept whole in the
   ``eventstore_dead_letters`` table with the reason; :py:func:`query` shows it.
 - **Nothing missed for good.**  Returns the reactor never saw (master down,
   reactor queue full, a reaction Salt lost) are copied from the job cache by
@@ -145,11 +173,25 @@ try:
 except ImportError:
     HAS_PYMYSQL = False
 
+try:
+    import psycopg
+    import psycopg.types.datetime
+    import psycopg.types.string
+
+    HAS_PSYCOPG = True
+except ImportError:
+    HAS_PSYCOPG = False
+
 import sqlite3
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "eventstore"
+
+#: This release of eventstore (runner, engine and reactor SLS).  The one place
+#: it is written: pyproject.toml reads the package's version from here, and
+#: eventstore.status shows it.
+__version__ = "1.0.0"
 
 #: Never stored: Salt polls running jobs with it every few seconds.
 ALWAYS_IGNORED = ("saltutil.find_job",)
@@ -166,6 +208,21 @@ MYSQL_DEFAULTS = {
     "ssl_ca": None,
     "ssl_cert": None,
     "ssl_key": None,
+}
+
+#: The pgjsonb returner's keys (``returner.pgjsonb.<key>``) and its defaults.
+POSTGRES_DEFAULTS = {
+    "host": "localhost",
+    "user": "salt",
+    "pass": "salt",
+    "db": "salt",
+    "port": 5432,
+    "sslmode": None,
+    "sslrootcert": None,
+    "sslcert": None,
+    "sslkey": None,
+    "sslcrl": None,
+    "connect_timeout": None,
 }
 
 #: What ``mediumtext`` holds, in bytes.
@@ -218,8 +275,52 @@ class Refused(ValueError):
 # ---------------------------------------------------------------------------
 
 Config = namedtuple(
-    "Config", "backend mysql sqlite_path ignore_funs verify_returns job_cache_wait spool_dir"
+    "Config",
+    "backend mysql sqlite_path ignore_funs verify_returns job_cache_wait spool_dir postgres",
 )
+
+BACKENDS = ("mysql", "sqlite", "postgres")
+
+
+def _returner_keys(opts, prefix, defaults, nested=None):
+    """
+    A returner's connection settings: ``<prefix>.<key>`` flat keys, else
+    ``nested[key]``, else ``defaults``; and whether any key was given.  The
+    returners' convention: the string ``"None"`` means unset.
+    """
+    nested = nested if isinstance(nested, dict) else {}
+    found, given = dict(defaults), False
+    for key in defaults:
+        if f"{prefix}.{key}" in opts:
+            value, given = opts[f"{prefix}.{key}"], True
+        elif key in nested:
+            value, given = nested[key], True
+        else:
+            continue
+        found[key] = None if isinstance(value, str) and value.lower() == "none" else value
+    return found, given
+
+
+def _postgres_hosts(hosts, default_port):
+    """
+    libpq's ``host`` and ``port`` for a list of ``host`` or ``host:port``
+    servers (``eventstore: postgres_hosts``): ``("a,b", "5432,5433")``.
+    libpq tries them in order and, with ``target_session_attrs=read-write``,
+    keeps the first that takes writes (the primary after a failover).
+    """
+    if isinstance(hosts, str):
+        hosts = [host.strip() for host in hosts.split(",") if host.strip()]
+    names, ports = [], []
+    for entry in hosts:
+        entry = str(entry).strip()
+        name, colon, port = entry.rpartition(":")
+        if not (colon and port.isdigit()) or (":" in name and not name.endswith("]")):
+            name, port = entry, default_port  # no port, or a bare IPv6 address
+        names.append(name.strip("[]"))
+        ports.append(str(int(port)))
+    if not names:
+        raise ValueError("eventstore: postgres_hosts names no server")
+    return ",".join(names), ",".join(ports)
 
 
 def _ignore_globs(value):
@@ -239,23 +340,25 @@ def _resolve_config(opts):
     Turn the master config into a :py:class:`Config`.  Pure: reads ``opts`` only.
     """
     own = opts.get("eventstore") or {}
-    nested = opts.get("mysql") if isinstance(opts.get("mysql"), dict) else {}
-    mysql = dict(MYSQL_DEFAULTS)
-    given = False
-    for key in MYSQL_DEFAULTS:
-        if f"mysql.{key}" in opts:
-            value, given = opts[f"mysql.{key}"], True
-        elif key in nested:
-            value, given = nested[key], True
-        else:
-            continue
-        # The returner's convention: the string "None" means unset.
-        mysql[key] = None if isinstance(value, str) and value.lower() == "none" else value
+    mysql, given = _returner_keys(opts, "mysql", MYSQL_DEFAULTS, opts.get("mysql"))
     mysql["port"] = int(mysql["port"])
 
-    backend = own.get("backend") or ("mysql" if given else "sqlite")
-    if backend not in ("mysql", "sqlite"):
-        raise ValueError(f"eventstore: backend must be mysql or sqlite, not {backend!r}")
+    postgres, postgres_given = _returner_keys(opts, "returner.pgjsonb", POSTGRES_DEFAULTS)
+    postgres["port"] = int(postgres["port"])
+    if postgres["connect_timeout"] is not None:
+        postgres["connect_timeout"] = int(postgres["connect_timeout"])
+    if own.get("postgres_hosts"):
+        postgres["host"], postgres["port"] = _postgres_hosts(own["postgres_hosts"], postgres["port"])
+
+    backend = own.get("backend")
+    if not backend and given and postgres_given:
+        raise ValueError(
+            "eventstore: both mysql.* and returner.pgjsonb.* keys are set:"
+            " say which to store into with eventstore: backend: mysql or postgres"
+        )
+    backend = backend or ("mysql" if given else "postgres" if postgres_given else "sqlite")
+    if backend not in BACKENDS:
+        raise ValueError(f"eventstore: backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     cachedir = opts.get("cachedir", "/var/cache/salt/master")
     ignore = tuple(ALWAYS_IGNORED) + tuple(
         glob for glob in _ignore_globs(own.get("ignore_funs")) if glob not in ALWAYS_IGNORED
@@ -270,6 +373,7 @@ def _resolve_config(opts):
         verify_returns=job_cache_readable if verify is None else bool(verify),
         job_cache_wait=float(own.get("job_cache_wait", 5)),
         spool_dir=own.get("spool_dir") or os.path.join(cachedir, "eventstore_spool"),
+        postgres=postgres,
     )
 
 
@@ -1088,6 +1192,43 @@ def _sqlite_tables(mysql_tables):
 
 _SQLITE_TABLES = _sqlite_tables(_MYSQL_TABLES)
 
+#: The pgjsonb returner's name for the GIN index of ``jids.load``; the others
+#: are ``idx_<table>_<column>`` there as here.
+_PGJSONB_INDEX_NAMES = {("jids", "load"): "idx_jids_jsonb"}
+
+
+def _postgres_tables(sqlite_tables):
+    """
+    PostgreSQL's DDL in the pgjsonb returner's layout, translated from
+    SQLite's (itself from the MySQL DDL, so the layout is written once):
+    the JSON columns (``mediumtext``) are ``jsonb`` with a GIN index each,
+    as pgjsonb makes them; ``alter_time`` is ``timestamptz``; keys and ids
+    compare byte by byte (``COLLATE "C"``, as ``utf8mb4_bin`` on MySQL), and
+    the dead letters' ``longtext`` is ``text``.
+    """
+    statements = []
+    for statement in sqlite_tables:
+        statement = (
+            statement.replace("`", '"')
+            .replace("TIMESTAMP DEFAULT CURRENT_TIMESTAMP", "TIMESTAMP WITH TIME ZONE DEFAULT NOW()")
+            .replace("longtext", "text")
+        )
+        statement = re.sub(r"(varchar\(\d+\))", r'\1 COLLATE "C"', statement)
+        # pgjsonb's index names: idx_salt_returns_id, not salt_returns_id.
+        statement = re.sub(r'INDEX IF NOT EXISTS "(\w+)" ON', r'INDEX IF NOT EXISTS "idx_\1" ON', statement)
+        statements.append(statement.replace("mediumtext", "jsonb"))
+        table = re.match(r'CREATE TABLE IF NOT EXISTS "(\w+)"', statement)
+        for column in re.findall(r'"(\w+)" mediumtext', statement):
+            index = _PGJSONB_INDEX_NAMES.get((table.group(1), column), f"idx_{table.group(1)}_{column}")
+            statements.append(
+                f'CREATE INDEX IF NOT EXISTS "{index}" ON "{table.group(1)}" USING gin ("{column}")'
+                " WITH (fastupdate = on)"
+            )
+    return tuple(statements)
+
+
+_POSTGRES_TABLES = _postgres_tables(_SQLITE_TABLES)
+
 
 def _insert_sql(table, columns):
     # A plain INSERT: the unique key keeps the first copy of a row and the store
@@ -1220,6 +1361,13 @@ class _Store:
         """
         return False
 
+    def is_duplicate(self, exc):
+        """
+        True when ``exc`` says a unique key is taken (or, adding one, that
+        rows share it).
+        """
+        return _is_duplicate(exc)
+
     def __init__(self, config):
         self.config = config
         self._local = threading.local()
@@ -1346,6 +1494,13 @@ class RowTooBig(ValueError):
     """
     A row bigger than the database takes in one statement (MySQL's
     ``max_allowed_packet``): sending it would only make the server hang up.
+    """
+
+
+class RowRefused(ValueError):
+    """
+    A row the database refused as such, with why, in words that quote none
+    of its data.
     """
 
 
@@ -1571,7 +1726,183 @@ class _SQLiteStore(_Store):
         return self.run(work)
 
 
-_STORES = {"mysql": _MySQLStore, "sqlite": _SQLiteStore}
+def _postgres_sql(statement):
+    """
+    A statement written in MySQL's words, in PostgreSQL's: psycopg takes the
+    same ``%s`` placeholders; identifiers are quoted ``"..."``; ``INSERT
+    IGNORE`` is ``ON CONFLICT DO NOTHING``; text already compares byte by
+    byte (``COLLATE "C"``), so no ``CAST(... AS BINARY)``.
+    """
+    statement = re.sub(r"CAST\((`\w+`) AS BINARY\)", r"\1", statement).replace("`", '"')
+    if statement.startswith("INSERT IGNORE INTO "):
+        statement = "INSERT INTO " + statement[len("INSERT IGNORE INTO ") :] + " ON CONFLICT DO NOTHING"
+    return statement
+
+
+#: SQLSTATEs of a row PostgreSQL refuses as such: data exceptions (too long
+#: for varchar(50), a \u0000 jsonb cannot hold), integrity violations, and
+#: a value over a limit of the server's (a jsonb too big).
+_POSTGRES_ROW_STATES = ("22", "23", "54000")
+#: SQLSTATEs of a transaction that lost to another (serialization failure,
+#: deadlock): worth running again as it is.
+_POSTGRES_CONFLICT_STATES = ("40001", "40P01")
+
+if HAS_PSYCOPG:
+
+    class _JsonAsText(psycopg.types.string.TextLoader):
+        """
+        jsonb columns read as the JSON text they hold, as MySQL's and
+        SQLite's text columns are, not parsed by the driver.
+        """
+
+    class _NaiveUtc(psycopg.types.datetime.TimestamptzLoader):
+        """
+        ``timestamptz`` read as naive UTC, as MySQL's ``TIMESTAMP`` (with the
+        session in UTC) and SQLite's ``CURRENT_TIMESTAMP`` read.
+        """
+
+        def load(self, data):
+            return super().load(data).astimezone(_UTC).replace(tzinfo=None)
+
+
+class _PostgresStore(_Store):
+    dialect = "postgres"
+    tables = _POSTGRES_TABLES
+
+    def sql(self, statement):
+        return _POSTGRES_STATEMENTS.get(statement) or _postgres_sql(statement)
+
+    def connect(self):
+        opts = self.config.postgres
+        settings = {
+            key: opts[key]
+            for key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl")
+            if opts.get(key)
+        }
+        if "," in str(opts["host"]):
+            # Several servers (eventstore: postgres_hosts): the primary.
+            settings["target_session_attrs"] = "read-write"
+        conn = psycopg.connect(
+            host=opts["host"],
+            port=str(opts["port"]),
+            user=opts["user"],
+            password=opts["pass"] or "",
+            dbname=opts["db"],
+            # A dead server must not hold a reactor thread for long.
+            connect_timeout=opts["connect_timeout"] or 3,
+            # A server gone silent mid-statement (a network partition, a
+            # frozen primary) fails the statement within about a minute,
+            # as MySQL's read_timeout does, instead of holding the thread.
+            tcp_user_timeout=60000,
+            keepalives_idle=30,
+            keepalives_interval=10,
+            keepalives_count=3,
+            # UTC: query() and prune() read and compare alter_time in UTC.
+            options="-c TimeZone=UTC",
+            application_name="eventstore",
+            autocommit=False,
+            **settings,
+        )
+        for name in ("json", "jsonb"):
+            conn.adapters.register_loader(name, _JsonAsText)
+        conn.adapters.register_loader("timestamptz", _NaiveUtc)
+        return conn
+
+    def insert(self, rows):
+        try:
+            return super().insert(rows)
+        except psycopg.Error as exc:
+            if not self.is_row_error(exc):
+                raise
+            # PostgreSQL's message quotes the refused value (CONTEXT: JSON
+            # data, line 1: ...): the reason, which is logged, keeps only what
+            # is wrong, not the data.  psycopg's own (a NUL in a text column,
+            # refused before sending) quote nothing.
+            diag = exc.diag
+            detail = f" ({diag.message_detail})" if diag.message_detail else ""
+            raise RowRefused(f"{diag.message_primary or exc}{detail}") from exc
+
+    def _insert_new(self, cur, statement, params):
+        # ON CONFLICT DO NOTHING needs INSERT only; rowcount adds up the new rows.
+        cur.executemany(self.sql(statement) + " ON CONFLICT DO NOTHING", params)
+        return cur.rowcount
+
+    def create_table_like(self, source, target):
+        def work(cur):
+            cur.execute(f'CREATE TABLE IF NOT EXISTS "{target}" (LIKE "{source}" INCLUDING ALL)')
+
+        self.run(work)
+
+    def is_row_error(self, exc):
+        if isinstance(exc, (RowTooBig, RowRefused, psycopg.DataError, psycopg.IntegrityError)):
+            return True
+        return str(getattr(exc, "sqlstate", None) or "").startswith(_POSTGRES_ROW_STATES)
+
+    def is_duplicate(self, exc):
+        return getattr(exc, "sqlstate", None) == "23505"  # unique_violation
+
+    def is_conflict(self, exc):
+        """
+        True when the transaction lost to another one (serialization failure,
+        deadlock) and may simply run again: every write of ours is idempotent.
+        """
+        return getattr(exc, "sqlstate", None) in _POSTGRES_CONFLICT_STATES
+
+    def is_lost_connection(self, exc):
+        # A conflict is an OperationalError too: retried the same way, once.
+        return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and (
+            self.is_conflict(exc) or not self.is_row_error(exc)
+        )
+
+    def describe(self):
+        opts = self.config.postgres
+        return f"postgresql://{opts['user']}@{opts['host']}:{opts['port']}/{opts['db']}"
+
+    def server_version(self):
+        return "PostgreSQL " + self.select("SHOW server_version", ())[0][0]
+
+    def schema(self):
+        tables = {name: None for (name,) in self.select(_POSTGRES_TABLES_INFO, REQUIRED_TABLES)}
+        unique = {}
+        for table, index, column in self.select(_POSTGRES_UNIQUE_KEYS, RETURNER_TABLES):
+            unique.setdefault(table, {}).setdefault(index, []).append(column)
+        return Schema(
+            tables, {table: {tuple(key) for key in keys.values()} for table, keys in unique.items()}, {}
+        )
+
+
+# PostgreSQL's catalog, for status, init and migrate: the tables and unique
+# keys in the connection's schema (search_path), readable by any user.
+_POSTGRES_TABLES_INFO = (
+    "SELECT table_name FROM information_schema.tables"
+    " WHERE table_schema = current_schema() AND table_name IN (%s, %s, %s)"
+)
+_POSTGRES_UNIQUE_KEYS = (
+    "SELECT t.relname, i.relname, a.attname FROM pg_index x"
+    " JOIN pg_class t ON t.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid"
+    " JOIN unnest(x.indkey) WITH ORDINALITY AS k(attnum, n) ON true"
+    " JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum"
+    " WHERE x.indisunique AND t.relnamespace = current_schema()::regnamespace"
+    " AND t.relname IN (%s, %s) ORDER BY t.relname, i.relname, k.n"
+)
+
+
+# The few statements PostgreSQL words otherwise than by _postgres_sql's rules:
+# migrate's, on its own temporary table.
+_POSTGRES_STATEMENTS = {
+    _ADD_UNIQUE_KEY: 'ALTER TABLE "salt_returns" ADD CONSTRAINT "salt_returns_jid_id_key" UNIQUE ("jid", "id")',
+    _DROP_DUPLICATES_TABLE: 'DROP TABLE IF EXISTS pg_temp."eventstore_duplicates"',
+    _CREATE_DUPLICATES_TABLE: (
+        'CREATE TEMPORARY TABLE "eventstore_duplicates" ("n" BIGINT GENERATED ALWAYS AS IDENTITY'
+        ' PRIMARY KEY, "jid" varchar(255) NOT NULL, "id" varchar(255) NOT NULL)'
+    ),
+    _DELETE_DUPLICATES: (
+        'DELETE FROM "salt_returns" AS "r" USING "eventstore_duplicates" AS "d"'
+        ' WHERE "r"."jid" = "d"."jid" AND "r"."id" = "d"."id" AND "d"."n" > %s AND "d"."n" <= %s'
+    ),
+}
+
+_STORES = {"mysql": _MySQLStore, "sqlite": _SQLiteStore, "postgres": _PostgresStore}
 
 
 # ---------------------------------------------------------------------------
@@ -1894,8 +2225,9 @@ def _schema_sql(dialect):
     The DDL of ``sql/<dialect>.sql``, from the same statements :py:func:`init` runs.
     """
     tables = _STORES[dialect].tables
+    returner = "pgjsonb" if dialect == "postgres" else "mysql"
     head = (
-        f"-- eventstore schema for {dialect}: the mysql returner's jids and salt_returns,\n"
+        f"-- eventstore schema for {dialect}: the {returner} returner's jids and salt_returns,\n"
         "-- plus one row per (jid, minion).  Generated by `make sql` from _runners/eventstore.py.\n"
     )
     return head + "\n".join(statement + ";\n" for statement in tables)
@@ -1923,6 +2255,12 @@ def __virtual__():
             False,
             "eventstore: the mysql backend needs PyMySQL, which is not installed "
             "(pip install pymysql; on onedir masters: salt-pip install pymysql)",
+        )
+    if backend == "postgres" and not HAS_PSYCOPG:
+        return (
+            False,
+            "eventstore: the postgres backend needs psycopg 3, which is not installed "
+            "(pip install 'psycopg[binary]'; on onedir masters: salt-pip install 'psycopg[binary]')",
         )
     return __virtualname__
 
@@ -2225,6 +2563,8 @@ def init():
 STATUS_KEYS = (
     "healthy",
     "retcode",
+    "version",
+    "loaded_from",
     "backend",
     "database",
     "server_version",
@@ -2245,6 +2585,10 @@ def status():
     (``schema``: ``ok`` or what differs), how many rows each table holds,
     and when the last return was stored (``last_return``, UTC: the newest
     ``alter_time`` among the newest jobs' returns, read along the jid index).
+
+    ``version`` is eventstore's release and ``loaded_from`` the file Salt
+    loaded it from: the ``saltext-eventstore`` package, or a copy synced to
+    the master's ``extension_modules`` (which wins over the package).
 
     ``spool`` says how many rows wait on disk for the database (while it is
     down, or until the next stored return writes them back) and ``dead_letters``
@@ -2276,6 +2620,8 @@ def status():
     report = dict.fromkeys(STATUS_KEYS)
     problems = report["problems"] = []
     report.update(backend=store_.dialect, database=store_.describe())
+    # What this master runs: a copy synced to extension_modules wins over the package.
+    report.update(version=__version__, loaded_from=__file__)
     # Rows waiting for the database, and rows it refused even as dead letters.
     report["spool"] = {"rows waiting": len(spool.names()), "folder": spool.path}
     report["dead_letters"] = {"on disk": len(spool.names(folder=spool.dead))}
@@ -3310,24 +3656,25 @@ def _remove_duplicate_returns(store_, batch_size):
     """
     Keep one row of each (jid, id) in ``salt_returns`` (:py:func:`_first_return`),
     ``batch_size`` pairs per transaction; returns how many rows it removed.
-    MySQL only.
+    MySQL and PostgreSQL.
     """
+    sql = store_.sql
 
     def find(cur):
-        cur.execute(_DROP_DUPLICATES_TABLE)
-        cur.execute(_CREATE_DUPLICATES_TABLE)
-        cur.execute(_FIND_DUPLICATES)
-        cur.execute("SELECT COALESCE(MAX(`n`), 0) FROM `eventstore_duplicates`")
+        cur.execute(sql(_DROP_DUPLICATES_TABLE))
+        cur.execute(sql(_CREATE_DUPLICATES_TABLE))
+        cur.execute(sql(_FIND_DUPLICATES))
+        cur.execute(sql("SELECT COALESCE(MAX(`n`), 0) FROM `eventstore_duplicates`"))
         return cur.fetchone()[0]
 
     def dedupe(cur, bounds):
-        cur.execute(_SELECT_DUPLICATES, bounds)
+        cur.execute(sql(_SELECT_DUPLICATES), bounds)
         copies = {}
         for row in map(StoredReturn._make, cur.fetchall()):
             copies.setdefault((row.jid, row.id), []).append(row)
-        cur.execute(_DELETE_DUPLICATES, bounds)
+        cur.execute(sql(_DELETE_DUPLICATES), bounds)
         deleted = cur.rowcount
-        cur.executemany(_REINSERT_RETURN, [tuple(_first_return(rows)) for rows in copies.values()])
+        cur.executemany(sql(_REINSERT_RETURN), [tuple(_first_return(rows)) for rows in copies.values()])
         return deleted - len(copies)
 
     last, removed = store_.run(find), 0
@@ -3335,7 +3682,7 @@ def _remove_duplicate_returns(store_, batch_size):
         for low in range(0, last, batch_size):
             removed += store_.run(lambda cur, low=low: dedupe(cur, (low, low + batch_size)))
     finally:
-        store_.run(lambda cur: cur.execute(_DROP_DUPLICATES_TABLE))
+        store_.run(lambda cur: cur.execute(sql(_DROP_DUPLICATES_TABLE)))
     return removed
 
 
@@ -3349,10 +3696,10 @@ def _add_unique_key(store_, batch_size, attempts=3):
     for attempt in range(1, attempts + 1):
         removed += _remove_duplicate_returns(store_, batch_size)
         try:
-            store_.run(lambda cur: cur.execute(_ADD_UNIQUE_KEY))
+            store_.run(lambda cur: cur.execute(store_.sql(_ADD_UNIQUE_KEY)))
             return removed
         except Exception as exc:  # pylint: disable=broad-except
-            if not _is_duplicate(exc) or attempt == attempts:
+            if not store_.is_duplicate(exc) or attempt == attempts:
                 raise
     return removed
 
@@ -3360,12 +3707,14 @@ def _add_unique_key(store_, batch_size, attempts=3):
 def migrate(test=False, batch_size=1000):
     """
     Upgrade a MySQL database made from Salt's documented mysql returner
-    schema to eventstore's layout, which the same readers read:
+    schema, or a PostgreSQL one made from the pgjsonb returner's, to
+    eventstore's layout, which the same readers read:
 
     1. convert ``jids`` and ``salt_returns`` to utf8mb4 with the
        ``utf8mb4_bin`` collation (``ALTER TABLE ... CONVERT TO CHARACTER SET``,
        keeping the returner's column types), so 4-byte characters can be
-       stored and minion ids differing in case stay apart;
+       stored and minion ids differing in case stay apart (MySQL only:
+       PostgreSQL's UTF-8 and its comparisons need nothing);
     2. remove duplicate returns (the same jid and minion stored more than
        once, saltstack/salt#22171 and #62834), keeping the first of each: the
        oldest ``alter_time``, then the lowest ``full_ret``;
@@ -3395,7 +3744,7 @@ def migrate(test=False, batch_size=1000):
         salt-run eventstore.migrate
     """
     store_ = _store()
-    if store_.dialect != "mysql":
+    if store_.dialect == "sqlite":
         return (
             f"Nothing to migrate in {store_.describe()}: eventstore makes its SQLite tables itself"
         )
@@ -3430,7 +3779,7 @@ def migrate(test=False, batch_size=1000):
                 )
             elif not test:
                 store_.run(lambda cur, statement=statement: cur.execute(statement))
-            report["steps"].append(statement)
+            report["steps"].append(store_.sql(statement))
         if test:
             report["result"] = "Would upgrade (test=True: nothing was changed)"
             return report
@@ -3443,3 +3792,95 @@ def migrate(test=False, batch_size=1000):
         __context__["retcode"] = report["retcode"] = 1
         report["result"] = f"Failed: {exc}"
     return report
+
+
+def _shipped_reactor_sls(runner_file):
+    """
+    The reactor SLS that ships with this runner: ``reactor/eventstore.sls``
+    next to its folder, as in the saltext-eventstore package
+    (``saltext/eventstore/runners/``) and in a checkout (``_runners/``).
+    """
+    return os.path.join(os.path.dirname(os.path.dirname(runner_file)), "reactor", "eventstore.sls")
+
+
+def _reactor_config(path):
+    """
+    The master config lines that hand job returns to the reactor SLS at ``path``
+    (job loads are read from the job cache: no ``salt/job/*/new`` line).
+    """
+    return "\n".join(("reactor:", "  - 'salt/job/*/ret/*':", f"    - {path}"))
+
+
+def _write_whole(path, text):
+    """
+    Write ``text`` to ``path`` (mode 0644) through a file renamed into place,
+    so that the reactor never reads half of it.
+    """
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    partial = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(partial, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(partial, 0o644)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def install_reactor(path="/srv/reactor/eventstore.sls"):
+    """
+    Write the reactor SLS of this eventstore release to ``path``, for a master
+    that installed eventstore as a package (``salt-pip install
+    saltext-eventstore``): the SLS ships inside it, in a folder whose name
+    changes with the master's Python version, so the ``reactor:`` config
+    names a copy at a fixed path.  Run it again after an upgrade: it rewrites
+    the file when this release's SLS differs, and says so.  Returns the
+    ``reactor:`` lines for the master config.
+
+    It writes only a file ending in ``.sls`` and overwrites only an eventstore
+    reactor SLS.  A runner synced from ``file_roots`` has no SLS next to it:
+    copy ``reactor/eventstore.sls`` from the release instead.
+
+    path
+        Where the reactor SLS goes; default ``/srv/reactor/eventstore.sls``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run eventstore.install_reactor
+        salt-run eventstore.install_reactor path=/etc/salt/reactor/eventstore.sls
+    """
+    path = os.path.abspath(str(path))
+    if not path.endswith(".sls"):
+        return _failed(f"{path} is no .sls file: not written")
+    try:
+        with open(_shipped_reactor_sls(__file__), encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError:
+        return _failed(
+            f"No reactor SLS ships with this runner ({__file__}): "
+            "copy reactor/eventstore.sls of eventstore's release instead"
+        )
+    try:
+        with open(path, encoding="utf-8") as handle:
+            current = handle.read()
+    except FileNotFoundError:
+        current = None
+    except (OSError, UnicodeDecodeError) as exc:
+        return _failed(f"Cannot read {path}: {exc}")
+    release = f"eventstore {__version__}'s reactor SLS"
+    if current == text:
+        verdict = f"{path} is {release} already"
+    elif current is not None and "runner.eventstore." not in current:
+        return _failed(f"{path} exists and is not an eventstore reactor SLS: not overwritten")
+    else:
+        try:
+            _write_whole(path, text)
+        except OSError as exc:
+            return _failed(f"Cannot write {path}: {exc}")
+        verdict = f"{'Wrote' if current is None else 'Updated'} {path}: {release}"
+    return "\n".join(
+        (verdict, "The master config needs (then restart the master):", _reactor_config(path))
+    )
