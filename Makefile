@@ -40,7 +40,7 @@ $(STAMP): FORCE
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-integration test-e2e test-package lint format dist tools demo bench bench-settings bench-forgeries sql clean FORCE
+.PHONY: help venv test test-unit test-integration test-e2e test-package lint format dist tools demo bench bench-settings bench-forgeries bench-catch-up sql clean FORCE
 
 help:
 	@echo "eventstore make targets (SALT=$(SALT), venv $(VENV)/):"
@@ -57,7 +57,8 @@ help:
 	@echo "  bench             benchmark reactor and engine modes against their peers (~10 min; bench/README.md)"
 	@echo "  bench-settings    benchmark the reactor's Salt settings (~5 min)"
 	@echo "  bench-forgeries   how long a forged return holds a reactor thread (~10 s)"
-	@echo "  sql               regenerate sql/mysql.sql and sql/sqlite.sql from the runner"
+	@echo "  bench-catch-up    what catch-up rounds and a 10,000-row spool replay cost (~5 min)"
+	@echo "  sql               regenerate sql/mysql.sql, sql/sqlite.sql and sql/postgres.sql from the runner"
 	@echo "  clean             remove .venv/, .demo/, .bench/ and dist/"
 
 venv: $(STAMP)
@@ -132,6 +133,9 @@ bench-settings: $(STAMP)
 
 bench-forgeries: $(STAMP)
 	$(VENV_PY) bench/forgeries.py
+
+bench-catch-up: $(STAMP)
+	$(VENV_PY) bench/catch_up.py $(BENCH_ARGS)
 
 sql: $(STAMP)
 	$(VENV_PY) -c 'import sys; sys.path.insert(0, "_runners"); import eventstore; eventstore._write_schema_files("sql")'

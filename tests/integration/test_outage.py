@@ -1,50 +1,67 @@
 """
-A real MariaDB stopped and started under the runner.
+A real MariaDB, and a real PostgreSQL, stopped and started under the runner.
 """
 
 import logging
 
 import pytest
-from runnerlib import JID, load_runner, mysql_keys, ret_event
+from runnerlib import JID, load_runner, mysql_keys, pgjsonb_keys, ret_event
+
+KEYS = {"mysql": mysql_keys, "postgres": pgjsonb_keys}
 
 
 @pytest.fixture
-def server(own_mysql_server):
-    return own_mysql_server
+def server(request, backend):
+    return request.getfixturevalue(f"own_{backend}_server")
 
 
+#: The password of the MariaDB user the runner logs in as.
 PASSWORD = "outage-test-secret-pw"
 
 
-@pytest.fixture
-def es(server, tmp_path):
-    """The runner on a database of its own, as a user with a password (to look for in the log)."""
-    name = server.create_database()
-    user = f"u{name[-12:]}"
+def login_with_a_password(server, backend, database):
+    """
+    A login to ``database`` with a password, to look for in the log: the
+    throwaway PostgreSQL's superuser has one; MariaDB's root has none, so a
+    user of its own.
+    """
+    if backend == "postgres":
+        return server.user, server.password
+    user = f"u{database[-12:]}"
     with server.connect().cursor() as cur:
         cur.execute("CREATE USER %s@'%%' IDENTIFIED BY %s", (user, PASSWORD))
-        cur.execute(f"GRANT ALL ON `{name}`.* TO %s@'%%'", (user,))
+        cur.execute(f"GRANT ALL ON `{database}`.* TO %s@'%%'", (user,))
+    return user, PASSWORD
+
+
+@pytest.fixture
+def es(server, backend, tmp_path):
+    name = server.create_database()
+    user, password = login_with_a_password(server, backend, name)
     runner = load_runner(
         {
-            **mysql_keys(server, name, user, PASSWORD),
+            **KEYS[backend](server, name, user, password),
             "cachedir": str(tmp_path),
             "eventstore": {"verify_returns": False},
         }
     )
+    runner.password = password  # what the log must not show
     runner.init()
     yield runner
-    if server.proc is None:  # the test left it stopped
+    if not server.running:  # the test left it stopped
         server.resume()
-    with server.connect().cursor() as cur:
-        cur.execute("DROP USER %s@'%%'", (user,))
+    if backend == "mysql":
+        with server.connect().cursor() as cur:
+            cur.execute("DROP USER %s@'%%'", (user,))
     server.drop_database(name)
 
 
 def connect_tries(es):
     """The list each try to connect to the server appends to, from now on."""
     tries = []
-    connect = es._MySQLStore.connect
-    es._MySQLStore.connect = lambda self: tries.append(1) or connect(self)
+    store = type(es._store())
+    connect = store.connect
+    store.connect = lambda self: tries.append(1) or connect(self)
     return tries
 
 
@@ -91,7 +108,7 @@ def test_the_outage_warning_names_the_server_not_the_password(es, server, caplog
         es.store(*ret_event(minion="during"))
     (warning,) = [r.getMessage() for r in caplog.records if "is unavailable" in r.getMessage()]
     assert f"{server.host}:{server.port}" in warning
-    assert PASSWORD not in caplog.text
+    assert es.password not in caplog.text
 
 
 def test_a_batch_made_while_the_server_is_down_is_spooled_and_written_back(es, server):
