@@ -40,7 +40,7 @@ $(STAMP): FORCE
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-integration test-e2e demo bench bench-settings bench-forgeries sql clean FORCE
+.PHONY: help venv test test-unit test-integration test-e2e test-galera demo bench bench-settings bench-forgeries bench-galera sql clean FORCE
 
 help:
 	@echo "eventstore make targets (SALT=$(SALT), venv $(VENV)/):"
@@ -49,10 +49,12 @@ help:
 	@echo "  test-unit         run tests/unit only"
 	@echo "  test-integration  run tests/integration only"
 	@echo "  test-e2e          run tests/e2e only"
+	@echo "  test-galera       run tests/galera only (a throwaway 3-node Galera cluster, 3 masters)"
 	@echo "  demo              start a master + minion on loopback, run jobs, query the store"
 	@echo "  bench             benchmark reactor and engine modes against their peers (~10 min; bench/README.md)"
 	@echo "  bench-settings    benchmark the reactor's Salt settings (~5 min)"
 	@echo "  bench-forgeries   how long a forged return holds a reactor thread (~10 s)"
+	@echo "  bench-galera      cost of a Galera conflict, time to fail over to another node (~1 min)"
 	@echo "  sql               regenerate sql/mysql.sql and sql/sqlite.sql from the runner"
 	@echo "  clean             remove .venv/, .demo/ and .bench/"
 
@@ -77,6 +79,9 @@ test-integration: $(STAMP)
 test-e2e: $(STAMP)
 	$(VENV_PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
+test-galera: $(STAMP)
+	$(VENV_PY) -m pytest tests/galera $(PYTEST_ARGS)
+
 demo: $(STAMP)
 	$(VENV_PY) demo/demo.py
 
@@ -89,6 +94,9 @@ bench-settings: $(STAMP)
 
 bench-forgeries: $(STAMP)
 	$(VENV_PY) bench/forgeries.py
+
+bench-galera: $(STAMP)
+	$(VENV_PY) bench/galera.py
 
 sql: $(STAMP)
 	$(VENV_PY) -c 'import sys; sys.path.insert(0, "_runners"); import eventstore; eventstore._write_schema_files("sql")'

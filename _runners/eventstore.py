@@ -1248,8 +1248,9 @@ class _Store:
         self.config = config
         self._local = threading.local()
         self._hosts_lock = threading.Lock()
-        self._host_in_use = 0  # index in hosts(): where new connections go first
-        self._host_logged = 0  # the host the log last named as in use
+        # Index in hosts() where new connections go first, and the one the log
+        # last named as in use: the one a moment ago, when there are several.
+        self._host_in_use = self._host_logged = self._remembered_host()
         self._host_failure = None  # why the last host was left
 
     def sql(self, statement):
@@ -1290,6 +1291,38 @@ class _Store:
             return conn
         raise errors[0]
 
+    def _host_file(self):
+        # In the spool directory, which is this master's: the reactor loads
+        # its runners anew every reactor_refresh_interval (60 s), and a
+        # restarted master should not start on a node it had left either.
+        return os.path.join(self.config.spool_dir, ".host-in-use")
+
+    def _remembered_host(self):
+        """
+        The index in :py:meth:`hosts` of the host in use when this master last
+        moved to another one; the first when it never did.
+        """
+        hosts = self.hosts()
+        if len(hosts) < 2:
+            return 0
+        try:
+            with open(self._host_file(), encoding="utf-8") as handle:
+                name = handle.read().strip()
+        except OSError:
+            return 0
+        names = [_host_name(host) for host in hosts]
+        return names.index(name) if name in names else 0
+
+    def _remember_host(self, index):
+        try:
+            os.makedirs(self.config.spool_dir, mode=0o700, exist_ok=True)
+            temp = f"{self._host_file()}.{uuid.uuid4().hex[:8]}.tmp"
+            with open(temp, "w", encoding="utf-8") as handle:
+                handle.write(_host_name(self.hosts()[index]) + "\n")
+            os.replace(temp, self._host_file())
+        except OSError as exc:
+            log.warning("eventstore: cannot remember the host in use in %s: %s", self._host_file(), exc)
+
     def _host_failed(self, index, exc):
         """
         New connections go to the host after ``index``, unless another
@@ -1316,6 +1349,7 @@ class _Store:
             _host_name(self.hosts()[previous]),
             why,
         )
+        self._remember_host(index)
 
     def is_row_error(self, exc):
         """

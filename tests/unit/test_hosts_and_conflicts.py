@@ -130,8 +130,8 @@ class FakeConnection:
 
 
 @pytest.fixture
-def es():
-    module = load_runner({"eventstore": {"mysql_hosts": ["db1", "db2", "db3"]}})
+def es(tmp_path):
+    module = load_runner({"cachedir": str(tmp_path), "eventstore": {"mysql_hosts": ["db1", "db2", "db3"]}})
     module.CONFLICT_PAUSE = 0  # no real pauses in unit tests
     return module
 
@@ -208,6 +208,22 @@ def test_the_store_stays_on_the_host_it_moved_to(es):
     store.tried.clear()
     store.run(lambda cur: None)
     assert store.tried == ["db2"]
+
+
+def test_the_host_moved_to_is_where_the_runner_starts_when_loaded_again(es):
+    # The reactor loads its runners anew every minute; a master restarts.
+    fake_store(es, down={"db1"}).run(lambda cur: None)
+    again = fake_store(es)
+    again.run(lambda cur: None)
+    assert again.tried == ["db2"]
+
+
+def test_a_remembered_host_no_longer_listed_is_forgotten(es, tmp_path):
+    fake_store(es, down={"db1"}).run(lambda cur: None)
+    es.__opts__["eventstore"]["mysql_hosts"] = ["db1", "db3"]
+    again = fake_store(es)
+    again.run(lambda cur: None)
+    assert again.tried == ["db1"]
 
 
 def test_moving_to_another_host_is_logged_once_with_the_reason(es, caplog):
