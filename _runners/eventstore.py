@@ -74,7 +74,9 @@ With ``mysql_hosts``, ``mysql.host`` and ``mysql.port`` are not used; the
 host that answers is used until it fails (down, or up but taking no writes:
 a Galera node outside the primary component or not synced yet, ``read_only``),
 then the next one, with one warning; eventstore does not go back to an
-earlier host by itself.  A deadlock, a lock wait timeout or a Galera
+earlier host by itself (the host in use is kept in
+``<spool_dir>/.host-in-use``, through the reactor's reloads and master
+restarts).  A deadlock, a lock wait timeout or a Galera
 certification conflict is retried on the same connection, a few times, and
 is no outage.
 

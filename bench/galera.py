@@ -45,7 +45,9 @@ def runner(cluster, database, hosts):
             "eventstore": {"mysql_hosts": hosts, "verify_returns": False},
         }
     )
-    es.init()
+    made = es.init()
+    if "are ready" not in str(made):
+        raise RuntimeError(f"eventstore.init: {made}")
     return es
 
 
@@ -103,7 +105,7 @@ def conflicts(cluster, database):
               f" {times[int(len(times) * 0.9)]:.1f} |")
 
 
-def failover(cluster, database, how, first=0):
+def failover(cluster, database, how, first=0, run=0):
     hosts = cluster.hosts()
     es = runner(cluster, database, hosts[first:] + hosts[:first])
     stored, stop = [], threading.Event()
@@ -112,7 +114,7 @@ def failover(cluster, database, how, first=0):
         n = 0
         while not stop.is_set():
             n += 1
-            verdict = es.store(*ret_event(minion=f"{how}-{n}", jid="20261130000000009999"))
+            verdict = es.store(*ret_event(minion=f"run{run}-{n}", jid="20261130000000009999"))
             stored.append((time.monotonic(), verdict))
 
     thread = threading.Thread(target=stream)
@@ -146,6 +148,7 @@ def main():
         conflicts(cluster, database)
         print("\n| node 1 stopped by | longest wait between two committed rows, s | verdicts |")
         print("|---|---|---|")
+        runs = 0
         for how, first, label in (
             ("SIGKILL", 0, "SIGKILL (a crash)"),
             ("SIGTERM", 0, "SIGTERM (an orderly stop)"),
@@ -155,7 +158,8 @@ def main():
         ):
             gaps, verdicts = [], set()
             for _ in range(FAILOVERS):
-                gap, seen = failover(cluster, database, how, first)
+                runs += 1
+                gap, seen = failover(cluster, database, how, first, runs)
                 gaps.append(gap)
                 verdicts |= seen
             print(f"| {label} | {', '.join(f'{g:.2f}' for g in gaps)} | {', '.join(sorted(verdicts))} |")
