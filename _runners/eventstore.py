@@ -279,29 +279,30 @@ def _resolve_config(opts):
     )
 
 
-def _parse_hosts(entries, default_port):
+def _parse_hosts(entries, default_port, key="mysql_hosts"):
     """
     ``(host, port)`` of each entry of a host list (``host``, ``host:port``,
     ``[v6 address]:port``; a list, or one string of them separated by
-    commas), in order.  Pure; raises ``ValueError`` naming a bad entry.
+    commas), in order.  Pure; raises ``ValueError`` naming ``key`` (the
+    config key) and a bad entry.
     """
     if isinstance(entries, str):
         entries = entries.split(",")
     if not isinstance(entries, (list, tuple)):
-        raise ValueError(f"eventstore: mysql_hosts must be a list of host or host:port, not {entries!r}")
+        raise ValueError(f"eventstore: {key} must be a list of host or host:port, not {entries!r}")
     hosts = []
     for entry in entries:
         text = str(entry).strip()
         match = re.fullmatch(r"\[([^\]]+)\](?::(\w+))?|([^:\s]+)(?::(\w+))?|([0-9A-Fa-f:]+)", text)
         if not match:
-            raise ValueError(f"eventstore: mysql_hosts: {text!r} is not host or host:port")
+            raise ValueError(f"eventstore: {key}: {text!r} is not host or host:port")
         host = match.group(1) or match.group(3) or match.group(5)
         port = match.group(2) or match.group(4) or default_port
         if not str(port).isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"eventstore: mysql_hosts: {text!r} has no valid port")
+            raise ValueError(f"eventstore: {key}: {text!r} has no valid port")
         hosts.append((host, int(port)))
     if not hosts:
-        raise ValueError("eventstore: mysql_hosts is empty")
+        raise ValueError(f"eventstore: {key} is empty")
     return tuple(hosts)
 
 

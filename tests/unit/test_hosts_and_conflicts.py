@@ -21,6 +21,10 @@ REFUSED = pymysql.err.OperationalError(2003, "Can't connect to MySQL server on '
 LOST = pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
 DUPLICATE = pymysql.err.IntegrityError(1062, "Duplicate entry")
 
+# Errors are checked by what they are, never with pytest.raises(pymysql.err.X):
+# once Salt's mysql returner has run pymysql.install_as_MySQLdb() in this
+# process (other tests load it), pymysql.err can be another copy of the module.
+
 
 def config(opts):
     return load_runner(opts)._resolve_config(opts)
@@ -168,8 +172,9 @@ def test_a_conflict_is_run_again_on_the_same_connection(es):
 
 def test_a_conflict_that_outlasts_the_retries_is_raised(es):
     store = fake_store(es, commit_errors={"db1": [DEADLOCK] * (es.CONFLICT_RETRIES + 1)})
-    with pytest.raises(pymysql.err.OperationalError, match="Deadlock"):
+    with pytest.raises(Exception) as raised:  # noqa: PT011 (see below)
         store.run(lambda cur: None)
+    assert raised.value.args[0] == 1213
     assert store.connections[0].commits == es.CONFLICT_RETRIES + 1
 
 
@@ -241,7 +246,7 @@ def test_moving_to_another_host_is_logged_once_with_the_reason(es, caplog):
 
 def test_when_no_host_answers_the_first_hosts_error_is_raised(es):
     store = fake_store(es, down={"db1", "db2", "db3"})
-    with pytest.raises(pymysql.err.OperationalError) as raised:
+    with pytest.raises(Exception) as raised:  # noqa: PT011 (see below)
         store.run(lambda cur: None)
     assert raised.value is REFUSED
     assert store.tried == ["db1", "db2", "db3"]
@@ -249,8 +254,9 @@ def test_when_no_host_answers_the_first_hosts_error_is_raised(es):
 
 def test_when_every_host_is_not_ready_the_error_is_raised(es):
     store = fake_store(es, commit_errors={"db1": [READ_ONLY] * 2, "db2": [READ_ONLY], "db3": [READ_ONLY]})
-    with pytest.raises(pymysql.err.OperationalError, match="read-only"):
+    with pytest.raises(Exception) as raised:  # noqa: PT011 (see below)
         store.run(lambda cur: None)
+    assert raised.value.args[0] == 1290
     assert [conn.host for conn in store.connections] == ["db1", "db2", "db3", "db1"]
 
 
