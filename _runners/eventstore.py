@@ -2,9 +2,11 @@
 Store every job return the master sees into MySQL/MariaDB or SQLite, from the master.
 
 Minions keep no database credentials: the master's reactor hands each
-``salt/job/<jid>/new`` (the job's load) and ``salt/job/<jid>/ret/<minion>``
-(a minion's return) event to :py:func:`store`, which writes it into the tables
-of Salt's mysql returner (``jids``, ``salt_returns``).  Every reader of that
+``salt/job/<jid>/ret/<minion>`` event (a minion's return) to :py:func:`store`,
+which writes it into the tables of Salt's mysql returner: ``salt_returns``,
+and ``jids`` with the job's load from the master job cache, once per job.  The
+reactor SLS itself drops ``saltutil.find_job`` polls and ``ignore_funs``, so
+they cost no runner job.  Every reader of that
 layout (the mysql returner's ``get_jid``/``get_fun``, Alcali, SQL reports)
 reads these rows as its own.
 
@@ -26,10 +28,11 @@ and add to the master config (then restart the master):
 .. code-block:: yaml
 
     reactor:
-      - 'salt/job/*/new':
-        - /srv/reactor/eventstore.sls
       - 'salt/job/*/ret/*':
         - /srv/reactor/eventstore.sls
+
+(A ``salt/job/*/new`` line works too, and is needed only when
+``verify_returns`` is off: then no job cache gives the job's load.)
 
 Master configuration
 --------------------
@@ -230,6 +233,18 @@ Config = namedtuple(
 )
 
 
+def _ignore_globs(value):
+    """
+    The globs of ``eventstore:ignore_funs``: a list of them, or one.  Only
+    strings: the reactor SLS reads the same setting and must mean the same.
+    """
+    if isinstance(value, str):
+        return (value,)
+    if not isinstance(value, (list, tuple)):
+        return ()
+    return tuple(glob for glob in value if isinstance(glob, str))
+
+
 def _resolve_config(opts):
     """
     Turn the master config into a :py:class:`Config`.  Pure: reads ``opts`` only.
@@ -258,7 +273,7 @@ def _resolve_config(opts):
         raise ValueError(f"eventstore: backend must be mysql or sqlite, not {backend!r}")
     cachedir = opts.get("cachedir", "/var/cache/salt/master")
     ignore = tuple(ALWAYS_IGNORED) + tuple(
-        glob for glob in own.get("ignore_funs") or () if glob not in ALWAYS_IGNORED
+        glob for glob in _ignore_globs(own.get("ignore_funs")) if glob not in ALWAYS_IGNORED
     )
     # Only local_cache can be asked cheaply for one minion's return of one job;
     # with an ext_job_cache the master writes no returns there.
@@ -599,6 +614,7 @@ class _JobCache:
         self.hash_type = opts.get("hash_type", "sha256")
         self._funs = {}
         self._given_up = set()
+        self._loads_given = set()
 
     def _read(self, *parts):
         """
@@ -688,6 +704,22 @@ class _JobCache:
                     self._funs.clear()
                 self._funs[jid] = fun
         return fun
+
+    def load_once(self, jid):
+        """
+        The job's load the first time it is found here, then ``None``: a
+        job's load is stored with its first return, not with each of them.
+        Several reactor threads may still read it at once; storing it twice
+        is harmless (the first copy wins).
+        """
+        if jid in self._loads_given:
+            return None
+        load = self.load(jid)
+        if load is not None:
+            if len(self._loads_given) >= 4096:
+                self._loads_given.clear()
+            self._loads_given.add(jid)
+        return load
 
     def load(self, jid, minions=True):
         load = self._read(jid, ".load.p")
@@ -2102,12 +2134,12 @@ def __virtual__():
 
 def store(tag, data):
     """
-    Store one job event: what the reactor calls for ``salt/job/*/new`` and
-    ``salt/job/*/ret/*``.
+    Store one job event: what the reactor calls for ``salt/job/*/ret/*``
+    (and for ``salt/job/*/new``, where that line is configured).
 
-    A minion's return becomes one ``salt_returns`` row, a job's load one
-    ``jids`` row, at most once each: a return that arrives again is not
-    stored twice.  Returns of ``saltutil.find_job`` and of the functions in
+    A minion's return becomes one ``salt_returns`` row, and its job's load,
+    from the master job cache, one ``jids`` row (a ``new`` event's load too),
+    at most once each: a return that arrives again is not stored twice.  Returns of ``saltutil.find_job`` and of the functions in
     ``eventstore:ignore_funs`` are not stored, nor are other tags.  Returns a
     one-word result (``stored``, ``duplicate``, ``ignored``, ``refused`` or
     ``failed``), because Salt fires it back onto the event bus.
@@ -2125,7 +2157,8 @@ def store(tag, data):
         salt-run eventstore.store tag=salt/job/20260101120000000000/ret/web1 \\
             data='{"id": "web1", "jid": "20260101120000000000", "fun": "test.ping", "return": true, "success": true}'
     """
-    counts = store_events([{"tag": tag, "data": data}])
+    # The return's verdict: its job's load, stored with it, is not what is asked.
+    counts, _ = _store_events([{"tag": tag, "data": data}])
     return next(verdict for verdict, count in counts.items() if count)
 
 
@@ -2142,7 +2175,7 @@ def store_events(events):
     Returns how many events were ``ignored`` and ``refused``, and how many
     rows were ``stored``, ``duplicate``, ``spooled``, ``dead-lettered`` and
     ``failed`` (neither stored nor spooled): an event is one row, but the
-    return of a job from a minion's own schedule also brings its job's load.
+    first return of a job this process stores also brings its job's load.
 
     CLI Example:
 
@@ -2151,10 +2184,23 @@ def store_events(events):
         salt-run eventstore.store_events \\
             events='[{"tag": "salt/job/20260101120000000000/ret/web1", "data": {"id": "web1", "jid": "20260101120000000000", "fun": "test.ping", "return": true, "success": true}}]'
     """
+    counts, load_counts = _store_events(events)
+    for verdict, count in load_counts.items():
+        counts[verdict] += count
+    return counts
+
+
+def _store_events(events):
+    """
+    Store ``events``; how many of them were ignored and refused and what
+    became of their rows, and apart from that, what became of the loads of
+    the jobs whose first returns they are.
+    """
     # No __context__["retcode"] here: the reactor shares one context between
     # all its runner calls, so one failure would mark every later job failed.
     counts = dict.fromkeys(("stored", "duplicate", "ignored", "refused", "spooled",
                             "dead-lettered", "failed"), 0)
+    load_counts = dict.fromkeys(counts, 0)
     jobs = []
     for event in events or ():
         tag = event.get("tag") if isinstance(event, dict) else None
@@ -2165,7 +2211,7 @@ def store_events(events):
             jobs.append((tag, *parsed, event.get("data")))
     runtime = _runtime()
     _await_job_cache(runtime, jobs)
-    rows = []
+    rows, loads = [], []
     for tag, kind, jid, minion, data in jobs:
         try:
             row = _checked_row(runtime, kind, jid, minion, data, wait=0)
@@ -2177,9 +2223,18 @@ def store_events(events):
             counts["ignored"] += 1
         else:
             rows.append(row)
-            rows.extend(_started_by_the_minion(runtime, kind, jid, data))
+            loads.extend(_job_of_return(runtime, kind, jid, data))
+    _write_rows(runtime, rows, counts)
+    _write_rows(runtime, loads, load_counts)
+    return counts, load_counts
+
+
+def _write_rows(runtime, rows, counts):
+    """
+    Write ``rows`` (each table's in one transaction) and count what became of them.
+    """
     if not rows:
-        return counts
+        return
     try:
         for verdict, count in runtime.writer.write_many(rows).items():
             counts[verdict] += count
@@ -2188,7 +2243,6 @@ def store_events(events):
         # driver's error text holds no credentials; the event data is not logged.
         log.error("eventstore: could not store nor spool %d rows: %s", len(rows), exc)
         counts["failed"] += len(rows)
-    return counts
 
 
 def _job_cache_key(config, kind, jid, minion, data):
@@ -2257,22 +2311,29 @@ def _await_job_cache(runtime, jobs):
     _wait_for(all_there, max(patience for _, patience in waiting))
 
 
-def _started_by_the_minion(runtime, kind, jid, data):
+def _job_of_return(runtime, kind, jid, data):
     """
-    The ``jids`` row of a job from a minion's own schedule, with its return:
-    no ``salt/job/<jid>/new`` event announces such a job, and without its
-    load it would be missing from every job listing.  From the master job
-    cache when verifying (the master writes the load just before the
-    return), else from the event.  Nothing for other returns.
+    The ``jids`` row of the job a return belongs to, with the first of its
+    returns that this process stores: the reactor reacts to returns alone (a
+    reaction to ``salt/job/<jid>/new`` too would double its work for
+    one-minion jobs), and a job a minion started itself (``schedule``) has no
+    such event anyway.  From the master job cache when verifying (the master
+    writes a published job's load before publishing it, a scheduled job's
+    just before its return); else from a scheduled return's own event, and
+    nothing for a published job: its ``salt/job/*/new`` event brings it.
+    Nothing for other events.
     """
+    if kind != "ret":
+        return []
     data = _unwrap(data)
-    if kind != "ret" or not data.get("schedule"):
+    verify = runtime.config.verify_returns
+    if not (verify or data.get("schedule")):
         return []
     try:
-        load = runtime.job_cache.load(jid, minions=False) if runtime.config.verify_returns else data
+        load = runtime.job_cache.load_once(jid) if verify else data
         return [_job_load(jid, load)] if load else []
     except Refused as exc:
-        log.warning("eventstore: not storing the load of scheduled job %s: %s", jid, exc)
+        log.warning("eventstore: not storing the load of job %s: %s", jid, exc)
         return []
 
 

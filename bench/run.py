@@ -144,19 +144,25 @@ def wait_for(get, expected, idle=10.0, fire=None):
 # ---------------------------------------------------------------------------
 
 
-def reactor_master(bench, name="reactor", **settings):
+def reactor_master(bench, name="reactor", lines=("salt/job/*/new", "salt/job/*/ret/*"), sls=None,
+                   **settings):
+    """
+    A master reacting to ``lines`` with eventstore's reactor SLS (or ``sls``),
+    and to the same lines under ``bench/noop/`` with the do-nothing runner.
+    The reactor and latency parts keep the new line: their figures compare
+    with the earlier runs'.
+    """
     db_name, mysql = bench.database()
     root = Path(bench.root) / name
-    sls = (REPO / "reactor" / "eventstore.sls").read_text()
+    sls = sls or (REPO / "reactor" / "eventstore.sls").read_text()
+    reactor = [{line: [str(root / "srv/reactor/eventstore.sls")]} for line in lines]
+    reactor += [
+        {line.replace("salt/job/", "bench/noop/"): [str(root / "srv/reactor/noop.sls")]} for line in lines
+    ]
     overrides = dict(
         mysql,
         benchnoop_counter=str(root / "noop.count"),
-        reactor=[
-            {"salt/job/*/new": [str(root / "srv/reactor/eventstore.sls")]},
-            {"salt/job/*/ret/*": [str(root / "srv/reactor/eventstore.sls")]},
-            {"bench/noop/*/new": [str(root / "srv/reactor/noop.sls")]},
-            {"bench/noop/*/ret/*": [str(root / "srv/reactor/noop.sls")]},
-        ],
+        reactor=reactor,
         **settings,
     )
     master = BenchMaster(bench.root, name, overrides)
@@ -179,14 +185,15 @@ def reactor_master(bench, name="reactor", **settings):
             db_name, "SELECT (SELECT COUNT(*) FROM salt_returns) + (SELECT COUNT(*) FROM jids)"
         ),
     }
-    # Warm up both paths (loaders, connections) before anything is timed.
-    for prefix, get in (("bench/noop", rig["noop"]), ("salt/job", rig["rows"])):
+    # Warm up both paths (loaders, connections) before anything is timed:
+    # ten returns, ten runner calls or ten rows and the job's load.
+    for prefix, get, expected in (("bench/noop", rig["noop"], 10), ("salt/job", rig["rows"], 11)):
         jobs = workload.burst(workload.MINIONS_PER_JOB, prefix)
         rig["cache"].save(jobs)
-        events = workload.events_of(jobs)[:11]
+        events = workload.events_of(jobs)[1:11]
         base = get()
         rig["bus"].fire(events)
-        wait_for(get, base + len(events), idle=60)
+        wait_for(get, base + expected, idle=60)
     rig["reactor"] = master.process("Reactor")
     return rig
 
@@ -287,6 +294,203 @@ def steady(bench, rig, mode, rate, seconds):
     returns = [n for n, (tag, _) in enumerate(events) if "/ret/" in tag]
     latencies = [(seen[n] - fired[n]) * 1000 for n in returns if n in seen]
     return latencies, len(returns) - len(latencies)
+
+
+# ---------------------------------------------------------------------------
+# Poll storm: what a master's reactor sees while long jobs run.
+# ---------------------------------------------------------------------------
+
+#: Salt's defaults: the salt CLI's timeout, then gather_job_timeout between polls.
+CLI_TIMEOUT, POLL_EVERY = 5, 10
+REACTOR_HWM = 10_000
+
+
+def poll_count(job_seconds):
+    """How many times the client polls a job of ``job_seconds`` with saltutil.find_job."""
+    return max(0, -(-(job_seconds - CLI_TIMEOUT) // POLL_EVERY))
+
+
+def poll_events(job, job_seconds):
+    """
+    The find_job polls of ``job`` while it runs: one ``new`` and one return
+    per running minion each time, as LocalClient.get_iter_returns makes them.
+    """
+    events = []
+    for _ in range(poll_count(job_seconds)):
+        jid = workload.new_jid()
+        events.append((f"salt/job/{jid}/new", {
+            "jid": jid, "tgt_type": "list", "tgt": job.minions, "user": "root",
+            "fun": "saltutil.find_job", "arg": [job.jid], "minions": job.minions, "missing": [],
+        }))
+        for minion in job.minions:
+            events.append((f"salt/job/{jid}/ret/{minion}", {
+                "cmd": "_return", "id": minion, "jid": jid, "fun": "saltutil.find_job",
+                "fun_args": [job.jid], "retcode": 0, "success": True, "user": "root",
+                "return": {"jid": job.jid, "fun": job.kind, "pid": 4242, "user": "root",
+                           "arg": job.arg, "tgt": "bench-*", "tgt_type": "glob"},
+            }))
+    return events
+
+
+class RunnerJobs:
+    """Counts the eventstore runner jobs the reactor starts and finishes, from the bus."""
+
+    def __init__(self, opts):
+        import salt.utils.event  # pylint: disable=import-outside-toplevel
+
+        self.started = self.finished = 0
+        self._stop = threading.Event()
+        self._event = salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True)
+        self._event.subscribe("salt/run/")
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self):
+        while not self._stop.is_set():
+            event = self._event.get_event(wait=0.2, full=True, tag="salt/run/")
+            if not event or event["data"].get("fun") != "runner.eventstore.store":
+                continue
+            if event["tag"].endswith("/new"):
+                self.started += 1
+            elif event["tag"].endswith("/ret"):
+                self.finished += 1
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+        self._event.destroy()
+
+
+def reactor_idle(rig, runner_jobs):
+    """
+    Wait until the reactor has dealt with every event fired so far: a
+    do-nothing reaction fired last has run (reactions start in order), and
+    every eventstore runner job started has finished.
+    """
+    base = rig["noop"]()
+    rig["bus"].fire([("bench/noop/00000000000000000000/ret/sentinel", {"id": "sentinel"})])
+    wait_for(rig["noop"], base + 1, idle=120)
+    wait_for(lambda: runner_jobs.finished, runner_jobs.started, idle=60)
+
+
+def storm(bench, rig, jobs, job_seconds):
+    """
+    Fire the polls of ``jobs`` running ``job_seconds``, then their real job
+    events; measure the reactor's CPU and runner jobs in each phase.
+    """
+    runner_jobs = RunnerJobs(rig["master"].opts)
+    try:
+        reactor_idle(rig, runner_jobs)
+        rig["cache"].save(jobs)
+        polls = [event for job in jobs for event in poll_events(job, job_seconds)]
+        cpu0, jobs0 = cpu_seconds([rig["reactor"]]), runner_jobs.started
+        start = time.time()
+        rig["bus"].fire(polls)
+        reactor_idle(rig, runner_jobs)
+        polls_seconds = time.time() - start
+        cpu1, jobs1 = cpu_seconds([rig["reactor"]]), runner_jobs.started
+        real = workload.events_of(jobs)
+        returns = sum(len(job.minions) for job in jobs)
+        base = bench.count(rig["db"], "SELECT COUNT(*) FROM salt_returns")
+        start = time.time()
+        rig["bus"].fire(real)
+        got, end = wait_for(
+            lambda: bench.count(rig["db"], "SELECT COUNT(*) FROM salt_returns") - base, returns, idle=60
+        )
+        reactor_idle(rig, runner_jobs)
+        cpu2, jobs2 = cpu_seconds([rig["reactor"]]), runner_jobs.started
+    finally:
+        runner_jobs.close()
+    # The do-nothing sentinels cost a reaction each: 1 in the polls' phase, 1 in the real one.
+    return {
+        "polls": len(polls), "real_events": len(real), "stored": got,
+        "runner_jobs_polls": jobs1 - jobs0, "runner_jobs_real": jobs2 - jobs1,
+        "cpu_per_poll_ms": (cpu1 - cpu0) / max(len(polls), 1) * 1000,
+        "cpu_per_stored_ms": (cpu2 - cpu1) / max(got, 1) * 1000,
+        "polls_per_s": len(polls) / polls_seconds,
+        "stored_per_s": got / max(end - start, 1e-9),
+    }
+
+
+def largest_fleet(job_seconds, runner_jobs_per_s, ignored_seconds, polls_start_runner_jobs):
+    """
+    The most minions one job of ``job_seconds`` may run on before the
+    reactor's queue reaches ``reactor_worker_hwm`` (or, with the polls decided
+    in the SLS, before rendering one poll takes longer than the pause to the
+    next), all returning at once at the end (the worst case).
+    """
+
+    def holds(minions):
+        queued = 0.0
+        for _ in range(poll_count(job_seconds)):
+            if polls_start_runner_jobs:
+                queued = max(0.0, queued - POLL_EVERY * runner_jobs_per_s) + minions + 1
+                if queued > REACTOR_HWM:
+                    return False
+            elif (minions + 1) * ignored_seconds > POLL_EVERY:
+                return False
+        if polls_start_runner_jobs:
+            queued = max(0.0, queued - POLL_EVERY * runner_jobs_per_s) + minions + 1
+            return queued <= REACTOR_HWM
+        return minions <= REACTOR_HWM
+
+    low, high = 0, 1_000_000
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if holds(middle) else (low, middle - 1)
+    return low
+
+
+#: (name, reactor lines, whether the SLS decides polls): what a master ran before and after.
+POLL_CONFIGS = (
+    ("before: new + ret lines, every event to the runner", ("salt/job/*/new", "salt/job/*/ret/*"), False),
+    ("after: ret line, polls and ignore_funs decided in the SLS", ("salt/job/*/ret/*",), True),
+)
+
+
+def poll_master(bench, name, lines, decides):
+    # Before, the SLS (Jinja) handed every event to the runner.
+    sls = (REPO / "reactor" / "eventstore.sls") if decides else (HERE / "reactor" / "before.sls")
+    return reactor_master(bench, name, lines=lines, sls=sls.read_text())
+
+
+def part_polls(bench, minions_jobs=3, job_seconds=60, one_minion_jobs=200):
+    say(f"poll storm: {minions_jobs} jobs of {workload.MINIONS_PER_JOB} minions running {job_seconds} s"
+        f" ({poll_count(job_seconds)} polls each), then {one_minion_jobs} one-minion jobs")
+    fleets = {}
+    for n, (case, lines, decides) in enumerate(POLL_CONFIGS):
+        rig = poll_master(bench, f"polls{n}", lines, decides)
+        result = storm(bench, rig, workload.burst(minions_jobs * workload.MINIONS_PER_JOB), job_seconds)
+        runner_jobs = result["runner_jobs_polls"] + result["runner_jobs_real"]
+        row(
+            "poll storm", case,
+            returns=f"{result['stored']} stored, {result['polls']} poll events",
+            per_s=round(result["stored_per_s"], 1),
+            lost=result["real_events"] - minions_jobs - result["stored"],
+            other=f"runner jobs per stored return {runner_jobs / result['stored']:.2f}"
+            f" (polls {result['runner_jobs_polls']}, real {result['runner_jobs_real']});"
+            f" Reactor CPU per poll event {result['cpu_per_poll_ms']:.2f} ms,"
+            f" per stored return {result['cpu_per_stored_ms']:.1f} ms"
+            f" (ratio {result['cpu_per_poll_ms'] / result['cpu_per_stored_ms']:.3f});"
+            f" polls handled at {result['polls_per_s']:.0f}/s",
+        )
+        fleets[case] = [
+            largest_fleet(seconds, result["stored_per_s"], result["cpu_per_poll_ms"] / 1000, not decides)
+            for seconds in (30, 60, 300, 900)
+        ]
+        single = storm(bench, rig, [workload.Job("test.ping", minions=1) for _ in range(one_minion_jobs)], 0)
+        row(
+            "one-minion jobs", case,
+            returns=single["stored"],
+            per_s=round(single["stored_per_s"], 1),
+            other=f"runner jobs per stored return {single['runner_jobs_real'] / single['stored']:.2f};"
+            f" Reactor CPU per stored return {single['cpu_per_stored_ms']:.1f} ms",
+        )
+        rig["bus"].close()
+        rig["master"].stop()
+    for case, sizes in fleets.items():
+        row("largest fleet", case, other="job of 30 s / 60 s / 5 min / 15 min: "
+            + " / ".join(f"{size:,}" for size in sizes) + " minions")
 
 
 # ---------------------------------------------------------------------------
@@ -624,7 +828,7 @@ def machine():
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append",
-                        choices=("reactor", "latency", "inprocess", "engine", "query"))
+                        choices=("reactor", "latency", "inprocess", "engine", "query", "polls"))
     parser.add_argument("--settings", action="store_true", help="the reactor settings instead")
     parser.add_argument("--returns", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
@@ -643,7 +847,7 @@ def main():
         if args.settings:
             part_settings(bench, args.returns)
         else:
-            parts = args.only or ["reactor", "latency", "inprocess", "engine", "query"]
+            parts = args.only or ["reactor", "latency", "inprocess", "engine", "query", "polls"]
             rig = None
             if "reactor" in parts:
                 rig = part_reactor(bench, args.returns, args.rounds)
@@ -658,6 +862,8 @@ def main():
                 part_engine(bench, args.returns, args.big)
             if "query" in parts:
                 part_query(bench, args.rows)
+            if "polls" in parts:
+                part_polls(bench)
     finally:
         bench.close()
         subprocess.run(["rm", "-rf", root], check=False)

@@ -55,11 +55,11 @@ def _cmd_return():
 class Job:
     """One job: its publish load and the return load of each minion."""
 
-    def __init__(self, kind, prefix="salt/job"):
+    def __init__(self, kind, prefix="salt/job", minions=MINIONS_PER_JOB):
         self.jid = new_jid()
         self.kind = kind
         self.prefix = prefix
-        self.minions = [f"minion-{n:03d}" for n in range(MINIONS_PER_JOB)]
+        self.minions = [f"minion-{n:03d}" for n in range(minions)]
         self.arg = {"test.ping": [], "cmd.run_all": ["df -h"], "state.apply": ["app"]}[kind]
         self.load = {
             "jid": self.jid,

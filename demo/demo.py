@@ -181,8 +181,6 @@ class Demo:
             salt.utils.yaml.safe_dump(master, default_flow_style=False)
             + "\n"
             + "reactor:\n"
-            + "  - 'salt/job/*/new':\n"
-            + f"    - {reactor_sls}\n"
             + "  - 'salt/job/*/ret/*':\n"
             + f"    - {reactor_sls}\n",
             encoding="utf-8",

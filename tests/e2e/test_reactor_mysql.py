@@ -43,9 +43,9 @@ def test_ping_is_stored_as_a_successful_return(client, minion, db, reactions):
     assert (row["fun"], row["return"], row["success"]) == ("test.ping", True, "1")
 
 
-def test_job_load_is_stored_with_its_target_and_user(client, minion, db, reactions):
+def test_job_load_is_stored_with_its_return_with_target_and_user(client, minion, db, reactions):
     jid, _ = run_job(client, minion, "test.ping")
-    assert reactions.result(f"salt/job/{jid}/new") == "stored"
+    assert reactions.result(f"salt/job/{jid}/ret/{minion.id}") == "stored"
     with db.cursor() as cur:
         cur.execute("SELECT `load` FROM jids WHERE jid = %s", (jid,))
         load = json.loads(cur.fetchone()[0])
@@ -93,14 +93,6 @@ def test_300_kb_return_is_stored_whole(client, minion, db, reactions):
     assert stored_return(db, reactions, minion, jid)["return"] == ret
 
 
-def test_find_job_returns_are_not_stored(client, minion, db, reactions):
-    jid, _ = run_job(client, minion, "saltutil.find_job", ["20000101000000000000"])
-    assert reactions.result(f"salt/job/{jid}/ret/{minion.id}") == "ignored"
-    with db.cursor() as cur:
-        cur.execute("SELECT COUNT(*) FROM salt_returns WHERE jid = %s", (jid,))
-        assert cur.fetchone()[0] == 0
-
-
 def test_salt_run_query_prints_the_jobs_returns(master, client, minion, reactions):
     jid, _ = run_job(client, minion, "test.echo", ["hello"])
     reactions.result(f"salt/job/{jid}/ret/{minion.id}")
@@ -118,7 +110,6 @@ def test_salt_run_query_lists_the_latest_returns(master, client, minion, reactio
 
 def test_salt_run_jobs_lists_the_job_with_its_return_count(master, client, minion, reactions):
     jid, _ = run_job(client, minion, "test.echo", ["listed"])
-    reactions.result(f"salt/job/{jid}/new")
     reactions.result(f"salt/job/{jid}/ret/{minion.id}")
     ret = master.salt_run_cli().run("eventstore.jobs", "fun=test.echo", "since=1h", "limit=1")
     assert ret.returncode == 0
@@ -148,7 +139,6 @@ def test_official_returner_is_salts_own_before_3008_and_saltext_mysqls_after(mys
 def test_official_returner_reads_our_rows(master, client, minion, reactions, mysql_returner):
     jid, _ = run_job(client, minion, "test.echo", ["read me"])
     reactions.result(f"salt/job/{jid}/ret/{minion.id}")
-    reactions.result(f"salt/job/{jid}/new")
     assert mysql_returner["mysql.get_jid"](jid)[minion.id]["return"] == "read me"
     assert mysql_returner["mysql.get_load"](jid)["fun"] == "test.echo"
     assert mysql_returner["mysql.get_fun"]("test.echo")[minion.id]["jid"] == jid

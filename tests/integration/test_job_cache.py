@@ -231,6 +231,53 @@ def test_the_job_load_is_stored_from_the_job_cache(es, job_cache):
     assert '"user": "root"' in load[0] and '"minions": ["web1", "web2"]' in load[0]
 
 
+def stored_loads(es):
+    return [json.loads(load) for (load,) in es._store().select("SELECT `load` FROM jids", ())]
+
+
+def test_a_published_jobs_load_is_stored_with_its_first_return(es, job_cache):
+    job_cache.publish(fun="cmd.run", arg=["uptime"], minions=("web1", "web2"))
+    event = ret_event(fun="cmd.run", ret="up 3 days")
+    job_cache.ret(event)
+    assert es.store(*event) == "stored"
+    (load,) = stored_loads(es)
+    assert (load["jid"], load["fun"], load["arg"], load["user"], load["minions"]) == (
+        JID, "cmd.run", ["uptime"], "root", ["web1", "web2"]
+    )
+
+
+def test_a_jobs_load_is_written_with_its_first_return_only(es, job_cache):
+    job_cache.publish(minions=("web1", "web2"))
+    events = [ret_event(minion=minion) for minion in ("web1", "web2")]
+    for event in events:
+        job_cache.ret(event)
+    written = [es.store_events([dict(zip(("tag", "data"), event))]) for event in events]
+    assert [(counts["stored"], counts["duplicate"]) for counts in written] == [(2, 0), (1, 0)]
+    assert len(stored_loads(es)) == 1
+
+
+def test_the_verdict_is_the_returns_own_not_its_jobs_load(es, job_cache, master_opts):
+    job_cache.publish()
+    event = ret_event()
+    job_cache.ret(event)
+    assert es.store(*event) == "stored"
+    es._store().run(lambda cur: cur.execute("DELETE FROM jids"))
+    # Another process (a master restarted) meets the same return again: its load is new.
+    assert load_runner(master_opts).store(*event) == "duplicate"
+    assert len(stored_loads(es)) == 1
+
+
+def test_an_ignored_return_stores_no_load(master_opts, job_cache):
+    master_opts["eventstore"]["ignore_funs"] = ["test.*"]
+    es = load_runner(master_opts)
+    es.init()
+    job_cache.publish()
+    event = ret_event()
+    job_cache.ret(event)
+    assert es.store(*event) == "ignored"
+    assert stored_loads(es) == []
+
+
 def test_a_job_load_the_cache_lacks_is_refused(es):
     assert es.store(*new_event()) == "refused"
 
@@ -301,7 +348,8 @@ def test_a_batch_is_stored_from_the_job_cache_and_its_forged_return_refused(es, 
         ret_event(minion="victim", ret="forged"),
     )
     counts = es.store_events(events)
-    assert (counts["stored"], counts["refused"]) == (2, 1)
+    # Rows: the two returns and the job's load.
+    assert (counts["stored"], counts["refused"]) == (3, 1)
     assert es.query(jid=JID) == {"web1": "genuine web1", "web2": "genuine web2"}
 
 
@@ -316,7 +364,8 @@ def test_a_batch_whose_returns_reach_the_job_cache_just_after_their_events_is_st
         for event in events:
             job_cache.ret(event)
 
-    assert while_the_master_writes(lambda: es.store_events(batch(*events)), write_cache)["stored"] == 20
+    counts = while_the_master_writes(lambda: es.store_events(batch(*events)), write_cache)
+    assert counts["stored"] == 20 + 1  # and the job's load
     assert es.query(jid=JID) == {minion: minion for minion in minions}
 
 

@@ -3,7 +3,6 @@ The runner and the reactor SLS as Salt itself loads and renders them (no daemons
 """
 
 import inspect
-import json
 import textwrap
 
 import pytest
@@ -11,7 +10,7 @@ import salt.utils.yaml
 import salt.config
 import salt.loader
 import salt.template
-from runnerlib import JID, REACTOR_SLS, REPO, ret_event
+from runnerlib import JID, REACTOR_SLS, REPO, load_runner, new_event, ret_event
 
 
 @pytest.fixture
@@ -93,11 +92,70 @@ def test_reactor_sls_passes_text_yaml_would_refuse(master_opts):
     assert args[1]["data"]["return"] == "lone \udc80 surrogate, NUL \x00, tab\t"
 
 
-def test_reactor_sls_passes_keys_of_mixed_types(master_opts):
-    tag, data = ret_event(ret={1: "one", "two": 2})
+@pytest.mark.parametrize("ret", [{1: "one", "two": 2}, b"\x00\xff binary", (1, 2)],
+                         ids=["keys-of-mixed-types", "bytes", "tuple"])
+def test_reactor_sls_passes_the_event_data_as_the_master_decoded_it(master_opts, ret):
+    tag, data = ret_event(ret=ret)
     high = render_reaction(master_opts, tag, data)
     args = high["eventstore_store"]["runner.eventstore.store"][0]["args"]
-    assert args[1]["data"]["return"] == json.loads(json.dumps({1: "one", "two": 2}))
+    assert args[1]["data"]["return"] == ret
+
+
+def starts_the_runner(master_opts, tag, data):
+    """True when the reactor SLS renders a runner job for the event."""
+    return render_reaction(master_opts, tag, data) != {}
+
+
+@pytest.mark.parametrize("tag_data", [ret_event(fun="saltutil.find_job", ret={}),
+                                      new_event(fun="saltutil.find_job")], ids=["ret", "new"])
+def test_reactor_sls_starts_no_runner_job_for_a_find_job_poll(master_opts, tag_data):
+    assert not starts_the_runner(master_opts, *tag_data)
+
+
+IGNORE_FUNS = ["test.*", "*.sleep", "mine.updat?", "cmd.run,test.ping", "lit\\*", "a.b", "[gs]rains.[!i]*"]
+
+
+@pytest.mark.parametrize("fun", [
+    "test.ping", "test.version", "tes.ping", "cmd.run", "system.sleep", "sleep", "mine.update",
+    "mine.updated", "mine.updat", "a.b", "axb", "A.b", "lit\\x", "lit", "state.apply",
+    "grains.get", "grains.items", "srains.x", "trains.x",
+    ["cmd.run", "test.ping"], ["test.ping", "cmd.run"], ["cmd.run", "state.apply"],
+])
+def test_reactor_sls_ignores_exactly_the_functions_the_runner_ignores(master_opts, fun):
+    master_opts["eventstore"]["ignore_funs"] = IGNORE_FUNS
+    es = load_runner(master_opts)
+    runner_ignores = es._is_ignored(es._fun_name(fun), es._resolve_config(master_opts).ignore_funs)
+    assert starts_the_runner(master_opts, *ret_event(fun=fun)) is not runner_ignores
+
+
+def test_reactor_sls_reads_a_single_ignored_glob_as_the_runner_does(master_opts):
+    master_opts["eventstore"]["ignore_funs"] = "test.*"
+    assert load_runner(master_opts)._resolve_config(master_opts).ignore_funs[-1] == "test.*"
+    assert not starts_the_runner(master_opts, *ret_event(fun="test.ping"))
+
+
+def test_reactor_sls_ignores_the_job_load_of_an_ignored_function(master_opts):
+    master_opts["eventstore"]["ignore_funs"] = ["test.*"]
+    assert not starts_the_runner(master_opts, *new_event(fun="test.ping"))
+
+
+def test_reactor_sls_ignores_a_nested_return_load_of_an_ignored_function(master_opts):
+    tag, data = ret_event(fun="saltutil.find_job")
+    assert not starts_the_runner(master_opts, tag, {"data": data})
+
+
+@pytest.mark.parametrize("data", [
+    "not a mapping", {"id": "web1", "return": True}, {"id": "web1", "fun": 5, "return": True},
+], ids=["not-a-mapping", "no-function", "function-not-a-name"])
+def test_reactor_sls_leaves_an_event_it_cannot_read_to_the_runner(master_opts, data):
+    assert starts_the_runner(master_opts, f"salt/job/{JID}/ret/web1", data)
+
+
+@pytest.mark.parametrize("ignore_funs", [None, {"test.ping": True}, 5], ids=["none", "mapping", "number"])
+def test_reactor_sls_ignores_only_find_job_when_ignore_funs_is_not_a_list(master_opts, ignore_funs):
+    master_opts["eventstore"]["ignore_funs"] = ignore_funs
+    assert starts_the_runner(master_opts, *ret_event(fun="test.ping"))
+    assert not starts_the_runner(master_opts, *ret_event(fun="saltutil.find_job"))
 
 
 def test_reactor_sls_names_no_host_or_path():
