@@ -13,13 +13,16 @@ tables, one row per (jid, minion), returns checked against and completed from
 the master job cache, the spool while the database is down), each table's rows
 in one transaction.
 
-:depends: the eventstore runner (``_runners/eventstore.py``), synced too.
+:depends: the eventstore runner (``_runners/eventstore.py``), synced too, or
+    both installed as the saltext-eventstore package.
 
 Installation
 ------------
 
-Copy this file to ``_engines/eventstore.py`` and the runner to
-``_runners/eventstore.py`` under a ``file_roots`` directory, then:
+Installed as the saltext-eventstore package, the engine and the runner are
+there already.  Synced from ``file_roots``: copy this file to
+``_engines/eventstore.py`` and the runner to ``_runners/eventstore.py`` under
+a ``file_roots`` directory, then:
 
 .. code-block:: bash
 
@@ -149,7 +152,7 @@ def start(batch_size=500, max_delay=0.2, queue_mib=256, stop_timeout=3):
     if "eventstore.store_events" not in __runners__:
         log.error(
             "eventstore engine: the eventstore runner is not loaded: "
-            "salt-run saltutil.sync_runners, then restart the master"
+            "salt-run saltutil.sync_runners (or install saltext-eventstore), then restart the master"
         )
         return
     store_events = __runners__["eventstore.store_events"]

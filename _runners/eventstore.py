@@ -15,8 +15,12 @@ reads these rows as its own.
 Installation
 ------------
 
-Copy this file to ``_runners/eventstore.py`` under a ``file_roots`` directory,
-the reactor SLS to ``/srv/reactor/eventstore.sls``, then:
+As a Salt extension: ``salt-pip install 'saltext-eventstore[mysql]'`` (``pip``
+on a pip-installed master), then ``salt-run eventstore.install_reactor`` puts
+the reactor SLS that ships in the package at ``/srv/reactor/eventstore.sls``;
+nothing to sync.  Or synced from ``file_roots``: copy this file to
+``_runners/eventstore.py`` under a ``file_roots`` directory, the reactor SLS to
+``/srv/reactor/eventstore.sls``, then:
 
 .. code-block:: bash
 
@@ -154,6 +158,11 @@ import sqlite3
 log = logging.getLogger(__name__)
 
 __virtualname__ = "eventstore"
+
+#: This release of eventstore (runner, engine and reactor SLS).  The one place
+#: it is written: pyproject.toml reads the package's version from here, and
+#: eventstore.status shows it.
+__version__ = "1.0.0"
 
 #: Never stored: Salt polls running jobs with it every few seconds.
 ALWAYS_IGNORED = ("saltutil.find_job",)
@@ -2425,6 +2434,8 @@ def init():
 STATUS_KEYS = (
     "healthy",
     "retcode",
+    "version",
+    "loaded_from",
     "backend",
     "database",
     "server_version",
@@ -2444,6 +2455,10 @@ def status():
     (``schema``: ``ok`` or what differs), how many rows each table holds,
     and when the last return was stored (``last_return``, UTC: the newest
     ``alter_time`` among the newest jobs' returns, read along the jid index).
+
+    ``version`` is eventstore's release and ``loaded_from`` the file Salt
+    loaded it from: the ``saltext-eventstore`` package, or a copy synced to
+    the master's ``extension_modules`` (which wins over the package).
 
     ``spool`` says how many rows wait on disk for the database (while it is
     down, or until the next stored return writes them back) and ``dead_letters``
@@ -2471,6 +2486,8 @@ def status():
     report = dict.fromkeys(STATUS_KEYS)
     problems = report["problems"] = []
     report.update(backend=store_.dialect, database=store_.describe())
+    # What this master runs: a copy synced to extension_modules wins over the package.
+    report.update(version=__version__, loaded_from=__file__)
     # Rows waiting for the database, and rows it refused even as dead letters.
     report["spool"] = {"rows waiting": len(spool.names()), "folder": spool.path}
     report["dead_letters"] = {"on disk": len(spool.names(folder=spool.dead))}
@@ -3202,3 +3219,95 @@ def migrate(test=False, batch_size=1000):
         __context__["retcode"] = report["retcode"] = 1
         report["result"] = f"Failed: {exc}"
     return report
+
+
+def _shipped_reactor_sls(runner_file):
+    """
+    The reactor SLS that ships with this runner: ``reactor/eventstore.sls``
+    next to its folder, as in the saltext-eventstore package
+    (``saltext/eventstore/runners/``) and in a checkout (``_runners/``).
+    """
+    return os.path.join(os.path.dirname(os.path.dirname(runner_file)), "reactor", "eventstore.sls")
+
+
+def _reactor_config(path):
+    """
+    The master config lines that hand job returns to the reactor SLS at ``path``
+    (job loads are read from the job cache: no ``salt/job/*/new`` line).
+    """
+    return "\n".join(("reactor:", "  - 'salt/job/*/ret/*':", f"    - {path}"))
+
+
+def _write_whole(path, text):
+    """
+    Write ``text`` to ``path`` (mode 0644) through a file renamed into place,
+    so that the reactor never reads half of it.
+    """
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    partial = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(partial, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(partial, 0o644)
+        os.replace(partial, path)
+    finally:
+        if os.path.exists(partial):
+            os.remove(partial)
+
+
+def install_reactor(path="/srv/reactor/eventstore.sls"):
+    """
+    Write the reactor SLS of this eventstore release to ``path``, for a master
+    that installed eventstore as a package (``salt-pip install
+    saltext-eventstore``): the SLS ships inside it, in a folder whose name
+    changes with the master's Python version, so the ``reactor:`` config
+    names a copy at a fixed path.  Run it again after an upgrade: it rewrites
+    the file when this release's SLS differs, and says so.  Returns the
+    ``reactor:`` lines for the master config.
+
+    It writes only a file ending in ``.sls`` and overwrites only an eventstore
+    reactor SLS.  A runner synced from ``file_roots`` has no SLS next to it:
+    copy ``reactor/eventstore.sls`` from the release instead.
+
+    path
+        Where the reactor SLS goes; default ``/srv/reactor/eventstore.sls``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run eventstore.install_reactor
+        salt-run eventstore.install_reactor path=/etc/salt/reactor/eventstore.sls
+    """
+    path = os.path.abspath(str(path))
+    if not path.endswith(".sls"):
+        return _failed(f"{path} is no .sls file: not written")
+    try:
+        with open(_shipped_reactor_sls(__file__), encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError:
+        return _failed(
+            f"No reactor SLS ships with this runner ({__file__}): "
+            "copy reactor/eventstore.sls of eventstore's release instead"
+        )
+    try:
+        with open(path, encoding="utf-8") as handle:
+            current = handle.read()
+    except FileNotFoundError:
+        current = None
+    except (OSError, UnicodeDecodeError) as exc:
+        return _failed(f"Cannot read {path}: {exc}")
+    release = f"eventstore {__version__}'s reactor SLS"
+    if current == text:
+        verdict = f"{path} is {release} already"
+    elif current is not None and "runner.eventstore." not in current:
+        return _failed(f"{path} exists and is not an eventstore reactor SLS: not overwritten")
+    else:
+        try:
+            _write_whole(path, text)
+        except OSError as exc:
+            return _failed(f"Cannot write {path}: {exc}")
+        verdict = f"{'Wrote' if current is None else 'Updated'} {path}: {release}"
+    return "\n".join(
+        (verdict, "The master config needs (then restart the master):", _reactor_config(path))
+    )
