@@ -40,7 +40,7 @@ $(STAMP): FORCE
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-integration test-e2e test-galera test-package lint format dist tools demo bench bench-settings bench-forgeries bench-galera sql clean FORCE
+.PHONY: help venv test test-unit test-integration test-e2e test-galera test-package lint format dist tools demo bench bench-settings bench-forgeries bench-catch-up bench-galera sql clean FORCE
 
 help:
 	@echo "eventstore make targets (SALT=$(SALT), venv $(VENV)/):"
@@ -59,7 +59,8 @@ help:
 	@echo "  bench-settings    benchmark the reactor's Salt settings (~5 min)"
 	@echo "  bench-forgeries   how long a forged return holds a reactor thread (~10 s)"
 	@echo "  bench-galera      cost of a Galera conflict, time to fail over to another node (~4 min)"
-	@echo "  sql               regenerate sql/mysql.sql and sql/sqlite.sql from the runner"
+	@echo "  bench-catch-up    what catch-up rounds and a 10,000-row spool replay cost (~5 min)"
+	@echo "  sql               regenerate sql/mysql.sql, sql/sqlite.sql and sql/postgres.sql from the runner"
 	@echo "  clean             remove .venv/, .demo/, .bench/ and dist/"
 
 venv: $(STAMP)
@@ -140,6 +141,9 @@ bench-forgeries: $(STAMP)
 
 bench-galera: $(STAMP)
 	$(VENV_PY) bench/galera.py
+
+bench-catch-up: $(STAMP)
+	$(VENV_PY) bench/catch_up.py $(BENCH_ARGS)
 
 sql: $(STAMP)
 	$(VENV_PY) -c 'import sys; sys.path.insert(0, "_runners"); import eventstore; eventstore._write_schema_files("sql")'

@@ -30,7 +30,7 @@ a ``file_roots`` directory, then:
     salt-run saltutil.sync_engines
     salt-run eventstore.init
 
-and add to the master config (the runner's settings, ``mysql.*`` and
+and add to the master config (the runner's settings, ``mysql.*``, ``returner.pgjsonb.*`` and
 ``eventstore:``, apply as they are), then restart the master:
 
 .. code-block:: yaml
@@ -41,10 +41,26 @@ and add to the master config (the runner's settings, ``mysql.*`` and
           max_delay: 0.2      # seconds the first event of a batch waits for more, at most
           queue_mib: 256      # MiB of events read but not yet stored, at most; then the reader waits
           stop_timeout: 3     # seconds to store what is queued when the master stops
+          store: True         # False: catch-up rounds only (the reactor stores the returns)
 
 Drop the ``salt/job/*`` lines of the eventstore reactor when you enable the
 engine: both at once store every return once (rows are unique per (jid,
 minion)), but the reactor's cost per event stays.
+
+Catch-up
+--------
+
+The engine also starts the runner's catch-up rounds (``eventstore.catch_up``)
+in its process when the master starts: what the job cache holds and the
+database lacks (returns that arrived while the master was down, the spool) is
+stored without waiting for the next job.  A master whose reactor stores the
+returns runs the engine for this alone:
+
+.. code-block:: yaml
+
+    engines:
+      - eventstore:
+          store: False
 
 Back-pressure
 -------------
@@ -144,16 +160,25 @@ class _ByteQueue:
         return len(self._items)
 
 
-def start(batch_size=500, max_delay=0.2, queue_mib=256, stop_timeout=3):
+def start(batch_size=500, max_delay=0.2, queue_mib=256, stop_timeout=3, store=True):
     """
     Read job events off the master bus and store them in batches until the
-    master stops.
+    master stops; and start the runner's catch-up rounds, which store what
+    the job cache holds and the database lacks.  ``store: False`` runs the
+    catch-up rounds only, for masters whose reactor stores the returns.
     """
     if "eventstore.store_events" not in __runners__:
         log.error(
             "eventstore engine: the eventstore runner is not loaded: "
             "salt-run saltutil.sync_runners (or install saltext-eventstore), then restart the master"
         )
+        return
+    # An engine is what the master starts by itself: the catch-up thread
+    # starts here, with the master, even before the first job.
+    if "eventstore.catch_up" in __runners__:
+        __runners__["eventstore.catch_up"](background=True)
+    if not store:
+        _wait_for_sigterm()
         return
     store_events = __runners__["eventstore.store_events"]
     # The writer is busy with the CPU, the reader mostly waits on the socket:
@@ -180,6 +205,16 @@ def start(batch_size=500, max_delay=0.2, queue_mib=256, stop_timeout=3):
         _read(events, stopping)
     finally:
         _drain(events, writer, float(stop_timeout))
+    if callable(salts_handler):
+        salts_handler(signal.SIGTERM, None)
+
+
+def _wait_for_sigterm():
+    stopping = threading.Event()
+    salts_handler = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda signum, frame: stopping.set())
+    while not stopping.wait(1):
+        pass
     if callable(salts_handler):
         salts_handler(signal.SIGTERM, None)
 

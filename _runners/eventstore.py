@@ -1,16 +1,17 @@
 """
-Store every job return the master sees into MySQL/MariaDB or SQLite, from the master.
+Store every job return the master sees into MySQL/MariaDB, PostgreSQL or SQLite, from the master.
 
 Minions keep no database credentials: the master's reactor hands each
 ``salt/job/<jid>/ret/<minion>`` event (a minion's return) to :py:func:`store`,
-which writes it into the tables of Salt's mysql returner: ``salt_returns``,
-and ``jids`` with the job's load from the master job cache, once per job.  The
+which writes it into the tables of Salt's mysql returner (on PostgreSQL, of its
+pgjsonb returner: the same tables, ``jsonb`` columns): ``salt_returns``, and
+``jids`` with the job's load from the master job cache, once per job.  The
 reactor SLS itself drops ``saltutil.find_job`` polls and ``ignore_funs``, so
-they cost no runner job.  Every reader of that
-layout (the mysql returner's ``get_jid``/``get_fun``, Alcali, SQL reports)
-reads these rows as its own.
+they cost no runner job.  Every reader of that layout (the returner's
+``get_jid``/``get_fun``, Alcali, SQL reports) reads these rows as its own.
 
-:depends: PyMySQL for the mysql backend; nothing for SQLite.
+:depends: PyMySQL for the mysql backend; psycopg 3 (``psycopg[binary]``) for
+    the postgres backend; nothing for SQLite.
 
 Installation
 ------------
@@ -56,15 +57,37 @@ defaults are the returner's:
     mysql.ssl_key: None
 
 The nested form ``mysql: {host: ..., user: ...}`` is read too; a flat key wins.
-With none of these keys, returns go to SQLite in
-``<cachedir>/eventstore.sqlite3`` (mode 0600).
+
+The pgjsonb returner's keys select PostgreSQL; its defaults:
+
+.. code-block:: yaml
+
+    returner.pgjsonb.host: 'localhost'
+    returner.pgjsonb.user: 'salt'
+    returner.pgjsonb.pass: 'salt'
+    returner.pgjsonb.db: 'salt'
+    returner.pgjsonb.port: 5432
+    returner.pgjsonb.sslmode: None        # verify-full: TLS, the server's certificate and name checked
+    returner.pgjsonb.sslrootcert: None
+    returner.pgjsonb.sslcert: None
+    returner.pgjsonb.sslkey: None
+    returner.pgjsonb.sslcrl: None
+    returner.pgjsonb.connect_timeout: None  # seconds; eventstore waits 3 when unset
+
+With both kinds of keys set, ``eventstore: backend`` must say which.  With
+none of these keys, returns go to SQLite in ``<cachedir>/eventstore.sqlite3``
+(mode 0600).
 
 Everything else sits under one ``eventstore`` key; all of it is optional:
 
 .. code-block:: yaml
 
     eventstore:
-      backend: mysql          # or sqlite; default: mysql when a mysql.* key is set
+      backend: mysql          # or postgres, sqlite; default: mysql when a mysql.* key is
+                              # set, postgres when a returner.pgjsonb.* key is
+      postgres_hosts:         # several PostgreSQL servers: libpq keeps the one that takes writes
+        - db1.example.com
+        - db2.example.com:5433
       sqlite_path: /var/cache/salt/master/eventstore.sqlite3
       ignore_funs:            # shell globs of functions whose returns are not stored
         - saltutil.find_job   # always ignored, listed here or not
@@ -72,6 +95,10 @@ Everything else sits under one ``eventstore`` key; all of it is optional:
       verify_returns: True    # default: True when master_job_cache is local_cache (and no ext_job_cache)
       job_cache_wait: 5       # seconds to wait for the master to write a targeted minion's return to its job cache
       spool_dir: /var/cache/salt/master/eventstore_spool
+      catch_up: True          # store by itself what the job cache holds and the database lacks
+      catch_up_interval: 60   # seconds between catch-up rounds
+      catch_up_after: 60      # seconds a return is left to the reactor/engine before a round stores it
+      catch_up_max_jobs: 500  # jobs a round looks at, at most
       mysql_hosts:            # several nodes of one database (a Galera cluster): tried in order
         - db1.example.com     # mysql.port unless given
         - db2.example.com:3307
@@ -113,10 +140,16 @@ What it guarantees
   server does not hold reactor threads.  The spool is written back by the next
   successful store, 100 rows at a time, and by :py:func:`replay`.
 - **Nothing stored wrong.**  A row the database refuses as such (too big for
-  its column: ``mediumtext`` holds 16 MiB) is kept in the
+  its column: ``mediumtext`` holds 16 MiB; on PostgreSQL, a NUL character or
+  a lone surrogate, which ``jsonb`` cannot hold) is kept whole in the
   ``eventstore_dead_letters`` table with the reason; :py:func:`query` shows it.
-- Returns the reactor never saw (master down, reactor queue full) are copied
-  from the job cache by :py:func:`backfill`.
+- **Nothing missed for good.**  Returns the reactor never saw (master down,
+  reactor queue full, a reaction Salt lost) are copied from the job cache by
+  catch-up rounds (:py:func:`catch_up`): every ``catch_up_interval`` seconds,
+  in a thread of the reactor's process (started by the first stored return)
+  and of the eventstore engine (started with the master), one process at a
+  time.  A return reaches the database within ``catch_up_after`` +
+  ``catch_up_interval`` seconds (2 minutes by default) of reaching the master.
 
 Operations
 ----------
@@ -136,8 +169,10 @@ import math
 import os
 import random
 import re
+import sys
 import threading
 import time
+import types
 import uuid
 from collections import namedtuple
 
@@ -152,6 +187,15 @@ try:
     HAS_PYMYSQL = True
 except ImportError:
     HAS_PYMYSQL = False
+
+try:
+    import psycopg
+    import psycopg.types.datetime
+    import psycopg.types.string
+
+    HAS_PSYCOPG = True
+except ImportError:
+    HAS_PSYCOPG = False
 
 import sqlite3
 
@@ -179,6 +223,21 @@ MYSQL_DEFAULTS = {
     "ssl_ca": None,
     "ssl_cert": None,
     "ssl_key": None,
+}
+
+#: The pgjsonb returner's keys (``returner.pgjsonb.<key>``) and its defaults.
+POSTGRES_DEFAULTS = {
+    "host": "localhost",
+    "user": "salt",
+    "pass": "salt",
+    "db": "salt",
+    "port": 5432,
+    "sslmode": None,
+    "sslrootcert": None,
+    "sslcert": None,
+    "sslkey": None,
+    "sslcrl": None,
+    "connect_timeout": None,
 }
 
 #: What ``mediumtext`` holds, in bytes.
@@ -238,8 +297,41 @@ class Refused(ValueError):
 # ---------------------------------------------------------------------------
 
 Config = namedtuple(
-    "Config", "backend mysql sqlite_path ignore_funs verify_returns job_cache_wait spool_dir"
+    "Config",
+    "backend mysql sqlite_path ignore_funs verify_returns job_cache_wait spool_dir postgres",
 )
+
+BACKENDS = ("mysql", "sqlite", "postgres")
+
+
+def _returner_keys(opts, prefix, defaults, nested=None):
+    """
+    A returner's connection settings: ``<prefix>.<key>`` flat keys, else
+    ``nested[key]``, else ``defaults``; and whether any key was given.  The
+    returners' convention: the string ``"None"`` means unset.
+    """
+    nested = nested if isinstance(nested, dict) else {}
+    found, given = dict(defaults), False
+    for key in defaults:
+        if f"{prefix}.{key}" in opts:
+            value, given = opts[f"{prefix}.{key}"], True
+        elif key in nested:
+            value, given = nested[key], True
+        else:
+            continue
+        found[key] = None if isinstance(value, str) and value.lower() == "none" else value
+    return found, given
+
+
+def _postgres_hosts(hosts, default_port):
+    """
+    libpq's ``host`` and ``port`` for a list of ``host`` or ``host:port``
+    servers (``eventstore: postgres_hosts``): ``("a,b", "5432,5433")``.
+    libpq tries them in order and, with ``target_session_attrs=read-write``,
+    keeps the first that takes writes (the primary after a failover).
+    """
+    servers = _parse_hosts(hosts, default_port, key="postgres_hosts")
+    return ",".join(name for name, _ in servers), ",".join(str(port) for _, port in servers)
 
 
 def _ignore_globs(value):
@@ -259,38 +351,34 @@ def _resolve_config(opts):
     Turn the master config into a :py:class:`Config`.  Pure: reads ``opts`` only.
     """
     own = opts.get("eventstore") or {}
-    nested = opts.get("mysql") if isinstance(opts.get("mysql"), dict) else {}
-    mysql = dict(MYSQL_DEFAULTS)
-    given = False
-    for key in MYSQL_DEFAULTS:
-        if f"mysql.{key}" in opts:
-            value, given = opts[f"mysql.{key}"], True
-        elif key in nested:
-            value, given = nested[key], True
-        else:
-            continue
-        # The returner's convention: the string "None" means unset.
-        mysql[key] = None if isinstance(value, str) and value.lower() == "none" else value
+    mysql, given = _returner_keys(opts, "mysql", MYSQL_DEFAULTS, opts.get("mysql"))
     mysql["port"] = int(mysql["port"])
     if own.get("mysql_hosts"):
         mysql["hosts"], given = _parse_hosts(own["mysql_hosts"], mysql["port"]), True
     else:
         mysql["hosts"] = ((mysql["host"], mysql["port"]),)
 
-    backend = own.get("backend") or ("mysql" if given else "sqlite")
-    if backend not in ("mysql", "sqlite"):
-        raise ValueError(f"eventstore: backend must be mysql or sqlite, not {backend!r}")
+    postgres, postgres_given = _returner_keys(opts, "returner.pgjsonb", POSTGRES_DEFAULTS)
+    postgres["port"] = int(postgres["port"])
+    if postgres["connect_timeout"] is not None:
+        postgres["connect_timeout"] = int(postgres["connect_timeout"])
+    if own.get("postgres_hosts"):
+        postgres["host"], postgres["port"] = _postgres_hosts(own["postgres_hosts"], postgres["port"])
+
+    backend = own.get("backend")
+    if not backend and given and postgres_given:
+        raise ValueError(
+            "eventstore: both mysql.* and returner.pgjsonb.* keys are set:"
+            " say which to store into with eventstore: backend: mysql or postgres"
+        )
+    backend = backend or ("mysql" if given else "postgres" if postgres_given else "sqlite")
+    if backend not in BACKENDS:
+        raise ValueError(f"eventstore: backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
     cachedir = opts.get("cachedir", "/var/cache/salt/master")
     ignore = tuple(ALWAYS_IGNORED) + tuple(
         glob for glob in _ignore_globs(own.get("ignore_funs")) if glob not in ALWAYS_IGNORED
     )
-    # Only local_cache can be asked cheaply for one minion's return of one job;
-    # with an ext_job_cache the master writes no returns there.
-    job_cache_readable = bool(
-        opts.get("job_cache", True)
-        and not opts.get("ext_job_cache")
-        and opts.get("master_job_cache", "local_cache") == "local_cache"
-    )
+    job_cache_readable = _job_cache_is_local(opts)
     verify = own.get("verify_returns")
     return Config(
         backend=backend,
@@ -300,6 +388,20 @@ def _resolve_config(opts):
         verify_returns=job_cache_readable if verify is None else bool(verify),
         job_cache_wait=float(own.get("job_cache_wait", 5)),
         spool_dir=own.get("spool_dir") or os.path.join(cachedir, "eventstore_spool"),
+        postgres=postgres,
+    )
+
+
+def _job_cache_is_local(opts):
+    """
+    True when the master keeps every return in local_cache's files.
+    """
+    # Only local_cache can be asked cheaply for one minion's return of one job;
+    # with an ext_job_cache the master writes no returns there.
+    return bool(
+        opts.get("job_cache", True)
+        and not opts.get("ext_job_cache")
+        and opts.get("master_job_cache", "local_cache") == "local_cache"
     )
 
 
@@ -1140,6 +1242,43 @@ def _sqlite_tables(mysql_tables):
 
 _SQLITE_TABLES = _sqlite_tables(_MYSQL_TABLES)
 
+#: The pgjsonb returner's name for the GIN index of ``jids.load``; the others
+#: are ``idx_<table>_<column>`` there as here.
+_PGJSONB_INDEX_NAMES = {("jids", "load"): "idx_jids_jsonb"}
+
+
+def _postgres_tables(sqlite_tables):
+    """
+    PostgreSQL's DDL in the pgjsonb returner's layout, translated from
+    SQLite's (itself from the MySQL DDL, so the layout is written once):
+    the JSON columns (``mediumtext``) are ``jsonb`` with a GIN index each,
+    as pgjsonb makes them; ``alter_time`` is ``timestamptz``; keys and ids
+    compare byte by byte (``COLLATE "C"``, as ``utf8mb4_bin`` on MySQL), and
+    the dead letters' ``longtext`` is ``text``.
+    """
+    statements = []
+    for statement in sqlite_tables:
+        statement = (
+            statement.replace("`", '"')
+            .replace("TIMESTAMP DEFAULT CURRENT_TIMESTAMP", "TIMESTAMP WITH TIME ZONE DEFAULT NOW()")
+            .replace("longtext", "text")
+        )
+        statement = re.sub(r"(varchar\(\d+\))", r'\1 COLLATE "C"', statement)
+        # pgjsonb's index names: idx_salt_returns_id, not salt_returns_id.
+        statement = re.sub(r'INDEX IF NOT EXISTS "(\w+)" ON', r'INDEX IF NOT EXISTS "idx_\1" ON', statement)
+        statements.append(statement.replace("mediumtext", "jsonb"))
+        table = re.match(r'CREATE TABLE IF NOT EXISTS "(\w+)"', statement)
+        for column in re.findall(r'"(\w+)" mediumtext', statement):
+            index = _PGJSONB_INDEX_NAMES.get((table.group(1), column), f"idx_{table.group(1)}_{column}")
+            statements.append(
+                f'CREATE INDEX IF NOT EXISTS "{index}" ON "{table.group(1)}" USING gin ("{column}")'
+                " WITH (fastupdate = on)"
+            )
+    return tuple(statements)
+
+
+_POSTGRES_TABLES = _postgres_tables(_SQLITE_TABLES)
+
 
 def _insert_sql(table, columns):
     # A plain INSERT: the unique key keeps the first copy of a row and the store
@@ -1287,6 +1426,13 @@ class _Store:
         trying the next of :py:meth:`hosts`.
         """
         return False
+
+    def is_duplicate(self, exc):
+        """
+        True when ``exc`` says a unique key is taken (or, adding one, that
+        rows share it).
+        """
+        return _is_duplicate(exc)
 
     def __init__(self, config):
         self.config = config
@@ -1538,6 +1684,13 @@ class RowTooBig(ValueError):
     """
     A row bigger than the database takes in one statement (MySQL's
     ``max_allowed_packet``): sending it would only make the server hang up.
+    """
+
+
+class RowRefused(ValueError):
+    """
+    A row the database refused as such, with why, in words that quote none
+    of its data.
     """
 
 
@@ -1802,7 +1955,182 @@ class _SQLiteStore(_Store):
         return self.run(work)
 
 
-_STORES = {"mysql": _MySQLStore, "sqlite": _SQLiteStore}
+def _postgres_sql(statement):
+    """
+    A statement written in MySQL's words, in PostgreSQL's: psycopg takes the
+    same ``%s`` placeholders; identifiers are quoted ``"..."``; ``INSERT
+    IGNORE`` is ``ON CONFLICT DO NOTHING``; text already compares byte by
+    byte (``COLLATE "C"``), so no ``CAST(... AS BINARY)``.
+    """
+    statement = re.sub(r"CAST\((`\w+`) AS BINARY\)", r"\1", statement).replace("`", '"')
+    if statement.startswith("INSERT IGNORE INTO "):
+        statement = "INSERT INTO " + statement[len("INSERT IGNORE INTO ") :] + " ON CONFLICT DO NOTHING"
+    return statement
+
+
+#: SQLSTATEs of a row PostgreSQL refuses as such: data exceptions (too long
+#: for varchar(50), a \u0000 jsonb cannot hold), integrity violations, and
+#: a value over a limit of the server's (a jsonb too big).
+_POSTGRES_ROW_STATES = ("22", "23", "54000")
+#: SQLSTATEs of a transaction that lost to another (serialization failure,
+#: deadlock): worth running again as it is.
+_POSTGRES_CONFLICT_STATES = ("40001", "40P01")
+
+if HAS_PSYCOPG:
+
+    class _JsonAsText(psycopg.types.string.TextLoader):
+        """
+        jsonb columns read as the JSON text they hold, as MySQL's and
+        SQLite's text columns are, not parsed by the driver.
+        """
+
+    class _NaiveUtc(psycopg.types.datetime.TimestamptzLoader):
+        """
+        ``timestamptz`` read as naive UTC, as MySQL's ``TIMESTAMP`` (with the
+        session in UTC) and SQLite's ``CURRENT_TIMESTAMP`` read.
+        """
+
+        def load(self, data):
+            return super().load(data).astimezone(_UTC).replace(tzinfo=None)
+
+
+class _PostgresStore(_Store):
+    dialect = "postgres"
+    tables = _POSTGRES_TABLES
+
+    def sql(self, statement):
+        return _POSTGRES_STATEMENTS.get(statement) or _postgres_sql(statement)
+
+    def connect(self):
+        opts = self.config.postgres
+        settings = {
+            key: opts[key]
+            for key in ("sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl")
+            if opts.get(key)
+        }
+        if "," in str(opts["host"]):
+            # Several servers (eventstore: postgres_hosts): the primary.
+            settings["target_session_attrs"] = "read-write"
+        conn = psycopg.connect(
+            host=opts["host"],
+            port=str(opts["port"]),
+            user=opts["user"],
+            password=opts["pass"] or "",
+            dbname=opts["db"],
+            # A dead server must not hold a reactor thread for long.
+            connect_timeout=opts["connect_timeout"] or 3,
+            # A server gone silent mid-statement (a network partition, a
+            # frozen primary) fails the statement within about a minute,
+            # as MySQL's read_timeout does, instead of holding the thread.
+            tcp_user_timeout=60000,
+            keepalives_idle=30,
+            keepalives_interval=10,
+            keepalives_count=3,
+            # UTC: query() and prune() read and compare alter_time in UTC.
+            options="-c TimeZone=UTC",
+            application_name="eventstore",
+            autocommit=False,
+            **settings,
+        )
+        for name in ("json", "jsonb"):
+            conn.adapters.register_loader(name, _JsonAsText)
+        conn.adapters.register_loader("timestamptz", _NaiveUtc)
+        return conn
+
+    def insert(self, rows):
+        try:
+            return super().insert(rows)
+        except psycopg.Error as exc:
+            if not self.is_row_error(exc):
+                raise
+            # PostgreSQL's message quotes the refused value (CONTEXT: JSON
+            # data, line 1: ...): the reason, which is logged, keeps only what
+            # is wrong, not the data.  psycopg's own (a NUL in a text column,
+            # refused before sending) quote nothing.
+            diag = exc.diag
+            detail = f" ({diag.message_detail})" if diag.message_detail else ""
+            raise RowRefused(f"{diag.message_primary or exc}{detail}") from exc
+
+    def _insert_new(self, cur, statement, params):
+        # ON CONFLICT DO NOTHING needs INSERT only; rowcount adds up the new rows.
+        cur.executemany(self.sql(statement) + " ON CONFLICT DO NOTHING", params)
+        return cur.rowcount
+
+    def create_table_like(self, source, target):
+        def work(cur):
+            cur.execute(f'CREATE TABLE IF NOT EXISTS "{target}" (LIKE "{source}" INCLUDING ALL)')
+
+        self.run(work)
+
+    def is_row_error(self, exc):
+        if isinstance(exc, (RowTooBig, RowRefused, psycopg.DataError, psycopg.IntegrityError)):
+            return True
+        return str(getattr(exc, "sqlstate", None) or "").startswith(_POSTGRES_ROW_STATES)
+
+    def is_duplicate(self, exc):
+        return getattr(exc, "sqlstate", None) == "23505"  # unique_violation
+
+    def is_conflict(self, exc):
+        """
+        True when the transaction lost to another one (serialization failure,
+        deadlock) and may simply run again: every write of ours is idempotent.
+        """
+        return getattr(exc, "sqlstate", None) in _POSTGRES_CONFLICT_STATES
+
+    def is_lost_connection(self, exc):
+        # A conflict is an OperationalError too, but _Store.run asks
+        # is_conflict first and runs it again on the same connection.
+        return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and not self.is_row_error(exc)
+
+    def describe(self):
+        opts = self.config.postgres
+        return f"postgresql://{opts['user']}@{opts['host']}:{opts['port']}/{opts['db']}"
+
+    def server_version(self):
+        return "PostgreSQL " + self.select("SHOW server_version", ())[0][0]
+
+    def schema(self):
+        tables = {name: None for (name,) in self.select(_POSTGRES_TABLES_INFO, REQUIRED_TABLES)}
+        unique = {}
+        for table, index, column in self.select(_POSTGRES_UNIQUE_KEYS, RETURNER_TABLES):
+            unique.setdefault(table, {}).setdefault(index, []).append(column)
+        return Schema(
+            tables, {table: {tuple(key) for key in keys.values()} for table, keys in unique.items()}, {}
+        )
+
+
+# PostgreSQL's catalog, for status, init and migrate: the tables and unique
+# keys in the connection's schema (search_path), readable by any user.
+_POSTGRES_TABLES_INFO = (
+    "SELECT table_name FROM information_schema.tables"
+    " WHERE table_schema = current_schema() AND table_name IN (%s, %s, %s)"
+)
+_POSTGRES_UNIQUE_KEYS = (
+    "SELECT t.relname, i.relname, a.attname FROM pg_index x"
+    " JOIN pg_class t ON t.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid"
+    " JOIN unnest(x.indkey) WITH ORDINALITY AS k(attnum, n) ON true"
+    " JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum"
+    " WHERE x.indisunique AND t.relnamespace = current_schema()::regnamespace"
+    " AND t.relname IN (%s, %s) ORDER BY t.relname, i.relname, k.n"
+)
+
+
+# The few statements PostgreSQL words otherwise than by _postgres_sql's rules:
+# migrate's, on its own temporary table.
+_POSTGRES_STATEMENTS = {
+    _ADD_UNIQUE_KEY: 'ALTER TABLE "salt_returns" ADD CONSTRAINT "salt_returns_jid_id_key" UNIQUE ("jid", "id")',
+    _DROP_DUPLICATES_TABLE: 'DROP TABLE IF EXISTS pg_temp."eventstore_duplicates"',
+    _CREATE_DUPLICATES_TABLE: (
+        'CREATE TEMPORARY TABLE "eventstore_duplicates" ("n" BIGINT GENERATED ALWAYS AS IDENTITY'
+        ' PRIMARY KEY, "jid" varchar(255) NOT NULL, "id" varchar(255) NOT NULL)'
+    ),
+    _DELETE_DUPLICATES: (
+        'DELETE FROM "salt_returns" AS "r" USING "eventstore_duplicates" AS "d"'
+        ' WHERE "r"."jid" = "d"."jid" AND "r"."id" = "d"."id" AND "d"."n" > %s AND "d"."n" <= %s'
+    ),
+}
+
+_STORES = {"mysql": _MySQLStore, "sqlite": _SQLiteStore, "postgres": _PostgresStore}
 
 
 # ---------------------------------------------------------------------------
@@ -1839,6 +2167,27 @@ class _Spool:
         finally:
             os.close(dir_fd)
 
+    def check_writable(self):
+        """
+        Write, fsync and remove a small file in the spool folder (or, before
+        the first row made it, in its parent): raises ``OSError`` when a row
+        could not be spooled (disk full, read-only, not a folder).  Creates
+        nothing that stays: salt-run may run as another user than the master.
+        """
+        folder = self.path
+        if not os.path.isdir(folder):
+            if os.path.lexists(folder):
+                raise NotADirectoryError(f"{folder} is not a folder")
+            folder = os.path.dirname(folder) or "."
+        probe = os.path.join(folder, f".eventstore-probe-{uuid.uuid4().hex[:12]}.tmp")
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+
     def names(self, limit=None, folder=None):
         try:
             names = sorted(
@@ -1846,8 +2195,8 @@ class _Spool:
                 for entry in os.scandir(folder or self.path)
                 if entry.name.endswith(".json") and entry.is_file()
             )
-        except FileNotFoundError:
-            return []
+        except (FileNotFoundError, NotADirectoryError):
+            return []  # nothing spooled yet, or no spool (status says it cannot be written)
         return names if limit is None else names[:limit]
 
     def read(self, name, folder=None):
@@ -1893,6 +2242,13 @@ class _Writer:
         self._pause = 0.0
         # Unknown at start (an earlier process may have spooled): look once.
         self._spool_pending = True
+
+    @property
+    def outage(self):
+        """
+        Why the database is down, as this process last found it, or ``None``.
+        """
+        return self._outage
 
     def write(self, row):
         """
@@ -2109,8 +2465,9 @@ def _schema_sql(dialect):
     The DDL of ``sql/<dialect>.sql``, from the same statements :py:func:`init` runs.
     """
     tables = _STORES[dialect].tables
+    returner = "pgjsonb" if dialect == "postgres" else "mysql"
     head = (
-        f"-- eventstore schema for {dialect}: the mysql returner's jids and salt_returns,\n"
+        f"-- eventstore schema for {dialect}: the {returner} returner's jids and salt_returns,\n"
         "-- plus one row per (jid, minion).  Generated by `make sql` from _runners/eventstore.py.\n"
     )
     return head + "\n".join(statement + ";\n" for statement in tables)
@@ -2130,6 +2487,7 @@ def _write_schema_files(folder):
 def __virtual__():
     try:
         backend = _resolve_config(__opts__).backend
+        _catch_up_settings(__opts__)
     except ValueError as exc:
         return False, str(exc)
     if backend == "mysql" and not HAS_PYMYSQL:
@@ -2137,6 +2495,12 @@ def __virtual__():
             False,
             "eventstore: the mysql backend needs PyMySQL, which is not installed "
             "(pip install pymysql; on onedir masters: salt-pip install pymysql)",
+        )
+    if backend == "postgres" and not HAS_PSYCOPG:
+        return (
+            False,
+            "eventstore: the postgres backend needs psycopg 3, which is not installed "
+            "(pip install 'psycopg[binary]'; on onedir masters: salt-pip install 'psycopg[binary]')",
         )
     return __virtualname__
 
@@ -2168,6 +2532,11 @@ def store(tag, data):
     """
     # The return's verdict: its job's load, stored with it, is not what is asked.
     counts, _ = _store_events([{"tag": tag, "data": data}])
+    # Salt gives a reactor runner no timer: the first reaction starts the
+    # reactor process's catch-up thread (a no-op once it runs).  Not when
+    # called by hand (salt-run): that process ends with the call.
+    if globals().get("__user__") == "Reactor":
+        _start_catch_up_thread()
     return next(verdict for verdict, count in counts.items() if count)
 
 
@@ -2444,6 +2813,7 @@ STATUS_KEYS = (
     "last_return",
     "spool",
     "dead_letters",
+    "catch_up",
     "problems",
 )
 
@@ -2468,7 +2838,11 @@ def status():
     Unhealthy (``healthy: False``, the reasons under ``problems``, and
     ``retcode: 1``, which ``salt-run`` exits with): the database cannot be
     reached, or a table is missing (``jids``, ``salt_returns``, or
-    ``eventstore_dead_letters``).  A layout that differs is reported, not unhealthy:
+    ``eventstore_dead_letters``), or the spool cannot be written (disk full,
+    read-only), so rows would be lost while the database is down.
+    ``catch_up`` shows the last catch-up round, the last one that stored
+    anything (how many returns and loads, of which jobs) and the next one's
+    time.  A layout that differs is reported, not unhealthy:
     returns are still stored (``eventstore.migrate`` upgrades it).
 
     The row counts are exact: on tables of many millions of rows they take
@@ -2491,6 +2865,13 @@ def status():
     # Rows waiting for the database, and rows it refused even as dead letters.
     report["spool"] = {"rows waiting": len(spool.names()), "folder": spool.path}
     report["dead_letters"] = {"on disk": len(spool.names(folder=spool.dead))}
+    settings = _catch_up_settings(__opts__)
+    report["catch_up"] = _catch_up_report(_read_catch_up_state(settings.state_path), settings)
+    del report["catch_up"]["ran"]
+    try:
+        spool.check_writable()
+    except OSError as exc:
+        problems.append(f"the spool cannot be written, rows would be lost while the database is down: {exc}")
     try:
         report["server_version"] = store_.server_version()
     except Exception as exc:  # pylint: disable=broad-except
@@ -2792,6 +3173,20 @@ def backfill(jid=None, since="24h", until=None):
             for j in returners[f"{cache}.get_jids"]()
             if (low is None or str(j) >= low) and (high is None or str(j) < high)
         )
+    counts, _ = _copy_jobs(runtime, jids, returners)
+    return counts
+
+
+def _copy_jobs(runtime, jids, returners=None):
+    """
+    Write every job load and return the master job cache holds for ``jids``
+    (the database keeps the first copy of each): what :py:func:`backfill` and
+    catch-up rounds (:py:func:`catch_up`) store.  The master's own runner and
+    wheel jobs and ignored functions are left out.  Returns the counts
+    :py:func:`backfill` reports and the jobs it read.
+    """
+    cache = __opts__.get("master_job_cache", "local_cache")
+    returners = returners or salt.loader.returners(__opts__, {})
     counts = {"jobs read": 0, "loads added": 0, "returns added": 0, "spooled": 0,
               "dead-lettered": 0, "refused": 0}
     # Written in batches, each table's in one transaction: a day of jobs on a
@@ -2807,6 +3202,7 @@ def backfill(jid=None, since="24h", until=None):
                 counts["dead-lettered"] += written["dead-lettered"]
                 pending[kind].clear()
 
+    read = []
     for job in jids:
         load = returners[f"{cache}.get_load"](job)
         if not load or str(load.get("fun", "")).startswith(("runner.", "wheel.")):
@@ -2814,6 +3210,7 @@ def backfill(jid=None, since="24h", until=None):
         if _is_ignored(str(load.get("fun", "")), runtime.config.ignore_funs):
             continue
         counts["jobs read"] += 1
+        read.append(job)
         rows = []
         try:
             rows.append(_job_load(job, load))
@@ -2829,7 +3226,420 @@ def backfill(jid=None, since="24h", until=None):
         if sum(map(len, pending.values())) >= BACKFILL_BATCH:
             flush()
     flush()
-    return counts
+    return counts, read
+
+
+# ---------------------------------------------------------------------------
+# Catch-up: what the job cache holds and the database lacks, stored without
+# anyone running backfill.  A round looks only at the job folders the master
+# changed since the last round (a new job, or a minion's return, changes its
+# folder's mtime), asks the database which of those returns it lacks, and
+# copies those jobs with backfill's code.  Rounds are single-flight across
+# the processes that run them (the reactor's threads, the engine, salt-run)
+# by an flock, and their state lives in a file, so a reload of this module or
+# a master restart goes on from where the last round stopped.
+# ---------------------------------------------------------------------------
+
+CatchUpSettings = namedtuple("CatchUpSettings", "enabled interval after max_jobs state_path lock_path")
+
+#: How far before the last round's end a round looks again: job folders
+#: whose mtime a coarse or stepped clock put just before it.
+CATCH_UP_OVERLAP = 5.0
+
+#: Seconds until the next round when a round stopped at ``catch_up_max_jobs``.
+CATCH_UP_PAUSE = 5.0
+
+#: Spooled rows a round writes back at most (the live stores write back more).
+CATCH_UP_REPLAY = 10 * REPLAY_BATCH
+
+#: Jobs named in a round's log line and in ``status``.
+CATCH_UP_NAMED = 10
+
+#: Jobs asked about in one query.
+CATCH_UP_CHUNK = 500
+
+_CATCH_UP_STORED = "SELECT `jid`, `id` FROM `salt_returns` WHERE `jid` IN ({marks})"
+_CATCH_UP_LOADED = "SELECT `jid` FROM `jids` WHERE `jid` IN ({marks})"
+
+
+def _catch_up_settings(opts):
+    """
+    The catch-up settings from the master config.  Pure: reads ``opts`` only.
+    Off when the job cache is not local_cache: only its folders say cheaply
+    what changed.
+    """
+    own = opts.get("eventstore") or {}
+    cachedir = opts.get("cachedir", "/var/cache/salt/master")
+    numbers = {}
+    for key, default in (("interval", 60), ("after", 60), ("max_jobs", 500)):
+        value = own.get(f"catch_up_{key}", default)
+        try:
+            numbers[key] = float(value)
+        except (TypeError, ValueError):
+            numbers[key] = -1.0
+        if numbers[key] < (0 if key == "after" else 1):
+            raise ValueError(f"eventstore: catch_up_{key} must be a number above 0, not {value!r}")
+    return CatchUpSettings(
+        enabled=_truthy(own.get("catch_up", True)) and _job_cache_is_local(opts),
+        interval=numbers["interval"],
+        after=numbers["after"],
+        max_jobs=int(numbers["max_jobs"]),
+        state_path=os.path.join(cachedir, "eventstore_catch_up.json"),
+        lock_path=os.path.join(cachedir, "eventstore_catch_up.lock"),
+    )
+
+
+def _catch_up_window(state, settings, now):
+    """
+    ``(low, high)``: a round looks at the job folders changed after ``low``
+    and up to ``high`` (epoch seconds).  Folders changed in the last
+    ``catch_up_after`` seconds are left to the live path; the first round
+    ever looks at the whole job cache.  Pure.
+    """
+    low = state.get("watermark")
+    if low is None:
+        low = -1.0
+    elif not state.get("cut"):
+        low -= CATCH_UP_OVERLAP  # a round that stopped short goes on exactly where it stopped
+    return low, now - settings.after
+
+
+def _catch_up_due(state, now):
+    """
+    True when a round is due: never ran, or its ``next round`` time passed.  Pure.
+    """
+    return now >= state.get("next_round", 0)
+
+
+def _read_catch_up_state(path):
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+        return state if isinstance(state, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_catch_up_state(path, state):
+    temp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+    with open(temp, "w", encoding="utf-8") as handle:
+        json.dump(state, handle, sort_keys=True)
+    os.replace(temp, path)
+
+
+def _changed_jobs(job_dir, low, high):
+    """
+    ``[(mtime, folder)]`` of the job folders of local_cache under ``job_dir``
+    last changed after ``low`` and up to ``high``, oldest first.  A stat per
+    job, no file read.
+    """
+    changed = []
+    try:
+        tops = list(os.scandir(job_dir))
+    except FileNotFoundError:
+        return changed
+    for top in tops:
+        if not top.is_dir(follow_symlinks=False):
+            continue
+        try:
+            for entry in os.scandir(top.path):
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+                if low < mtime <= high:
+                    changed.append((mtime, entry.path))
+        except FileNotFoundError:
+            continue  # removed by the master's cleanup meanwhile
+    changed.sort()
+    return changed
+
+
+def _cut_between_times(changed, limit):
+    """
+    The first ``limit`` of ``changed`` (``(mtime, folder)``, oldest first),
+    fewer when the cut would part folders of one mtime: the next round goes
+    on after the last mtime taken.  All of one mtime when they alone are more.
+    """
+    taken = changed[:limit]
+    cut_time = changed[limit][0]
+    while taken and taken[-1][0] == cut_time:
+        taken.pop()
+    return taken or [entry for entry in changed if entry[0] == cut_time]
+
+
+def _returned_minions(folder):
+    """
+    ``(jid, {minion, ...})`` of one job folder of local_cache: its ``jid``
+    file and the minions with a folder (made just before their return.p),
+    or ``None`` for a folder being removed or not a job's.
+    """
+    try:
+        try:
+            with open(os.path.join(folder, "jid"), encoding="utf-8") as handle:
+                jid = handle.read().strip()
+        except FileNotFoundError:  # the master writes it (prep_jid); a load names it too
+            with open(os.path.join(folder, ".load.p"), "rb") as handle:
+                jid = str((salt.payload.load(handle) or {}).get("jid", ""))
+        minions = {entry.name for entry in os.scandir(folder) if entry.is_dir(follow_symlinks=False)}
+    except Exception:  # pylint: disable=broad-except
+        return None  # being removed, or damaged: backfill by hand reads what is left
+    return (jid, minions) if JID_PATTERN.fullmatch(jid) else None
+
+
+def _jobs_lacking(store_, jobs):
+    """
+    Of ``jobs`` (``{jid: {minion, ...}}``), the jids whose load or one of
+    whose returns the database lacks, in the order given.  The master's own
+    runner jobs and ignored functions are among them (nothing of theirs is
+    stored): :py:func:`_copy_jobs` leaves them out when it reads their load.
+    """
+    jids = list(jobs)
+    lacking = []
+    for start in range(0, len(jids), CATCH_UP_CHUNK):
+        chunk = jids[start : start + CATCH_UP_CHUNK]
+        marks = ", ".join(["%s"] * len(chunk))
+        stored = {}
+        for jid, minion in store_.select(_CATCH_UP_STORED.format(marks=marks), tuple(chunk)):
+            stored.setdefault(jid, set()).add(minion)
+        loaded = {jid for (jid,) in store_.select(_CATCH_UP_LOADED.format(marks=marks), tuple(chunk))}
+        lacking.extend(
+            jid for jid in chunk if jid not in loaded or jobs[jid] - stored.get(jid, set())
+        )
+    return lacking
+
+
+def _catch_up_round(runtime, settings, state, now):
+    """
+    One round: write back spooled rows, then store what the job folders
+    changed since the last round hold and the database lacks, at most
+    ``catch_up_max_jobs`` jobs.  Returns the new state (whose ``last round``
+    says what it did).  Raises when the database cannot be read: then the
+    next round looks at the same folders again.
+    """
+    started = time.monotonic()
+    writer = runtime.writer
+    replayed = 0
+    while replayed < CATCH_UP_REPLAY:
+        step = writer.replay(REPLAY_BATCH, look=True)
+        replayed += step
+        if step < REPLAY_BATCH:
+            break
+    if not replayed and writer.spool.names(1):
+        # The database takes no rows: what the round copied would only be
+        # spooled again, round after round.
+        raise RuntimeError(
+            f"{writer.db.describe()} is unavailable ({writer.outage}): the spool waits for it"
+        )
+    low, high = _catch_up_window(state, settings, now)
+    job_dir = os.path.join(__opts__.get("cachedir", "/var/cache/salt/master"), "jobs")
+    changed = _changed_jobs(job_dir, low, high)
+    cut = len(changed) > settings.max_jobs
+    if cut:
+        changed = _cut_between_times(changed, settings.max_jobs)
+    more = cut or writer.spool.names(1) != []
+    jobs = dict(filter(None, (_returned_minions(folder) for _, folder in changed)))
+    lacking = _jobs_lacking(writer.db, jobs) if jobs else []
+    counts, read = _copy_jobs(runtime, lacking) if lacking else ({}, [])
+    stored = {
+        "returns": counts.get("returns added", 0),
+        "loads": counts.get("loads added", 0),
+        "spooled": counts.get("spooled", 0),
+        "jobs": read[:CATCH_UP_NAMED],
+        "more jobs": max(len(read) - CATCH_UP_NAMED, 0),
+    }
+    report = {
+        "at": datetime.datetime.fromtimestamp(now, _UTC).isoformat(),
+        "seconds": round(time.monotonic() - started, 3),
+        "jobs changed": len(changed),
+        "jobs lacking rows": len(read),
+        "written back from the spool": replayed,
+        "stored": stored,
+        "more to do": more,
+    }
+    if stored["returns"] or stored["loads"] or stored["spooled"]:
+        log.warning(
+            "eventstore: catch-up stored %d returns and %d job loads (%d spooled) that the"
+            " database lacked, of %d jobs: %s%s",
+            stored["returns"],
+            stored["loads"],
+            stored["spooled"],
+            len(read),
+            ", ".join(stored["jobs"]),
+            f" and {stored['more jobs']} more" if stored["more jobs"] else "",
+        )
+    new_state = dict(state)
+    new_state.update(
+        watermark=changed[-1][0] if cut and changed else max(high, state.get("watermark", high)),
+        next_round=now + (CATCH_UP_PAUSE if more else settings.interval),
+        cut=cut,
+        last_round=report,
+    )
+    new_state.pop("error", None)
+    if stored["returns"] or stored["loads"] or stored["spooled"]:
+        new_state["last_round_that_stored"] = report
+    return new_state
+
+
+def _catch_up_if_due(force=False):
+    """
+    Run a round when one is due (``force``: now), unless another thread or
+    process runs one.  Returns the state after it (or as it was), with
+    ``ran``: whether this call ran the round.
+    """
+    import fcntl  # pylint: disable=import-outside-toplevel
+
+    settings = _catch_up_settings(__opts__)
+    state = _read_catch_up_state(settings.state_path)
+    if not settings.enabled:
+        return dict(state, ran=False, enabled=False)
+    if not (force or _catch_up_due(state, time.time())):
+        return dict(state, ran=False)
+    os.makedirs(os.path.dirname(settings.lock_path) or ".", exist_ok=True)
+    # Read-only is enough for flock: a lock file salt-run made as root
+    # still locks for a master that runs as another user.
+    fd = os.open(settings.lock_path, os.O_CREAT | os.O_RDONLY, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return dict(state, ran=False)
+        # Read again under the lock: another process may have just run one.
+        state = _read_catch_up_state(settings.state_path)
+        now = time.time()
+        if not (force or _catch_up_due(state, now)):
+            return dict(state, ran=False)
+        try:
+            state = _catch_up_round(_runtime(), settings, state, now)
+        except Exception as exc:  # pylint: disable=broad-except
+            log.error("eventstore: catch-up round failed, tried again in %ds: %s", settings.interval, exc)
+            state = dict(state, error=f"{datetime.datetime.fromtimestamp(now, _UTC).isoformat()}: {exc}",
+                         next_round=now + settings.interval)
+        _write_catch_up_state(settings.state_path, state)
+        return dict(state, ran=True)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _catch_up_forever():
+    """
+    A round whenever one is due, for the life of the process: the loop of
+    the catch-up thread of the reactor's process and of the engine's.
+    """
+    while True:
+        try:
+            state = _catch_up_if_due()
+        except Exception:  # pylint: disable=broad-except
+            log.exception("eventstore: catch-up")
+            state = {}
+        if state.get("enabled") is False:
+            return
+        # Woken up at least every minute: another process may have run the
+        # round that was due, or the settings' interval may be shorter.
+        time.sleep(min(max(state.get("next_round", 0) - time.time(), 1.0), 60.0))
+
+
+#: A name in sys.modules for what must outlive a reload of this module in a
+#: process: the reactor rebuilds its runner loader (a fresh copy of this
+#: module, fresh globals) every reactor_refresh_interval.
+_PROCESS_WIDE = "eventstore_catch_up_process_wide"
+
+
+def _start_catch_up_thread():
+    """
+    Start this process's catch-up thread unless one runs: one per process,
+    whatever copy of this module a reaction runs in.
+    """
+    holder = sys.modules.get(_PROCESS_WIDE)
+    if holder is None:
+        fresh = types.ModuleType(_PROCESS_WIDE)
+        fresh.lock, fresh.thread = threading.Lock(), None
+        holder = sys.modules.setdefault(_PROCESS_WIDE, fresh)
+    if holder.thread is not None and holder.thread.is_alive():
+        return
+    with holder.lock:
+        if holder.thread is not None and holder.thread.is_alive():
+            return
+        if not _catch_up_settings(__opts__).enabled:
+            return
+        holder.thread = threading.Thread(
+            target=_catch_up_forever,
+            name="eventstore-catch-up",
+            daemon=True,
+        )
+        holder.thread.start()
+
+
+def catch_up(force=True, background=False):
+    """
+    Store what the master job cache holds and the database lacks, as the
+    catch-up rounds do by themselves (in the reactor's process, started by
+    the first stored return, and in the eventstore engine): write back the
+    spool, then look at the jobs the master changed since the last round and
+    copy the loads and returns the database lacks (with
+    :py:func:`backfill`'s code), at most ``catch_up_max_jobs`` jobs a round.
+    Only one round runs at a time on a master, whoever starts it.
+
+    Settings, under ``eventstore:`` in the master config:
+
+    catch_up : True
+        ``False`` turns the rounds off (then run :py:func:`backfill` from
+        the master's schedule).  Off by itself when the job cache is not
+        local_cache.
+
+    catch_up_interval : 60
+        Seconds between rounds (a round that stopped at ``catch_up_max_jobs``
+        is followed by the next one 5 s later).
+
+    catch_up_after : 60
+        Seconds a return is left to the reactor or the engine before a round
+        stores it: a return reaches the database this long after it reached
+        the master at most, plus ``catch_up_interval``.
+
+    catch_up_max_jobs : 500
+        Jobs a round looks at, at most: bounded work beside live reactions.
+
+    force : True
+        Run a round now; ``False``: only when one is due.
+
+    background : False
+        ``True``: start this process's catch-up thread, which runs a round
+        whenever one is due, and return at once (what the engine calls when
+        it starts).
+
+    Returns what the round did (``last_round``), the last round that stored
+    anything (``last_round_that_stored``), when the next is due, and ``ran``:
+    ``False`` when another process runs a round at this moment.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run eventstore.catch_up
+    """
+    settings = _catch_up_settings(__opts__)
+    if not settings.enabled:
+        return {"enabled": False, "ran": False,
+                "why": "catch_up is off, or the job cache is not local_cache"}
+    if _truthy(background):
+        _start_catch_up_thread()
+        return _catch_up_report(_read_catch_up_state(settings.state_path), settings)
+    state = _catch_up_if_due(force=_truthy(force))
+    return _catch_up_report(state, settings)
+
+
+def _catch_up_report(state, settings):
+    """
+    What ``status`` and ``catch_up`` show of the catch-up state.  Pure.
+    """
+    next_round = state.get("next_round")
+    return {
+        "enabled": settings.enabled,
+        "ran": state.get("ran", False),
+        "last_round": state.get("last_round"),
+        "last_round_that_stored": state.get("last_round_that_stored"),
+        "error": state.get("error"),
+        "next_round": None if next_round is None
+        else datetime.datetime.fromtimestamp(next_round, _UTC).isoformat(),
+        "next_round_in": None if next_round is None else max(round(next_round - time.time(), 1), 0),
+    }
 
 
 def _missing_minions(store_, jid, returned_elsewhere=()):
@@ -3086,24 +3896,25 @@ def _remove_duplicate_returns(store_, batch_size):
     """
     Keep one row of each (jid, id) in ``salt_returns`` (:py:func:`_first_return`),
     ``batch_size`` pairs per transaction; returns how many rows it removed.
-    MySQL only.
+    MySQL and PostgreSQL.
     """
+    sql = store_.sql
 
     def find(cur):
-        cur.execute(_DROP_DUPLICATES_TABLE)
-        cur.execute(_CREATE_DUPLICATES_TABLE)
-        cur.execute(_FIND_DUPLICATES)
-        cur.execute("SELECT COALESCE(MAX(`n`), 0) FROM `eventstore_duplicates`")
+        cur.execute(sql(_DROP_DUPLICATES_TABLE))
+        cur.execute(sql(_CREATE_DUPLICATES_TABLE))
+        cur.execute(sql(_FIND_DUPLICATES))
+        cur.execute(sql("SELECT COALESCE(MAX(`n`), 0) FROM `eventstore_duplicates`"))
         return cur.fetchone()[0]
 
     def dedupe(cur, bounds):
-        cur.execute(_SELECT_DUPLICATES, bounds)
+        cur.execute(sql(_SELECT_DUPLICATES), bounds)
         copies = {}
         for row in map(StoredReturn._make, cur.fetchall()):
             copies.setdefault((row.jid, row.id), []).append(row)
-        cur.execute(_DELETE_DUPLICATES, bounds)
+        cur.execute(sql(_DELETE_DUPLICATES), bounds)
         deleted = cur.rowcount
-        cur.executemany(_REINSERT_RETURN, [tuple(_first_return(rows)) for rows in copies.values()])
+        cur.executemany(sql(_REINSERT_RETURN), [tuple(_first_return(rows)) for rows in copies.values()])
         return deleted - len(copies)
 
     last, removed = store_.run(find), 0
@@ -3111,7 +3922,7 @@ def _remove_duplicate_returns(store_, batch_size):
         for low in range(0, last, batch_size):
             removed += store_.run(lambda cur, low=low: dedupe(cur, (low, low + batch_size)))
     finally:
-        store_.run(lambda cur: cur.execute(_DROP_DUPLICATES_TABLE))
+        store_.run(lambda cur: cur.execute(sql(_DROP_DUPLICATES_TABLE)))
     return removed
 
 
@@ -3125,10 +3936,10 @@ def _add_unique_key(store_, batch_size, attempts=3):
     for attempt in range(1, attempts + 1):
         removed += _remove_duplicate_returns(store_, batch_size)
         try:
-            store_.run(lambda cur: cur.execute(_ADD_UNIQUE_KEY))
+            store_.run(lambda cur: cur.execute(store_.sql(_ADD_UNIQUE_KEY)))
             return removed
         except Exception as exc:  # pylint: disable=broad-except
-            if not _is_duplicate(exc) or attempt == attempts:
+            if not store_.is_duplicate(exc) or attempt == attempts:
                 raise
     return removed
 
@@ -3136,12 +3947,14 @@ def _add_unique_key(store_, batch_size, attempts=3):
 def migrate(test=False, batch_size=1000):
     """
     Upgrade a MySQL database made from Salt's documented mysql returner
-    schema to eventstore's layout, which the same readers read:
+    schema, or a PostgreSQL one made from the pgjsonb returner's, to
+    eventstore's layout, which the same readers read:
 
     1. convert ``jids`` and ``salt_returns`` to utf8mb4 with the
        ``utf8mb4_bin`` collation (``ALTER TABLE ... CONVERT TO CHARACTER SET``,
        keeping the returner's column types), so 4-byte characters can be
-       stored and minion ids differing in case stay apart;
+       stored and minion ids differing in case stay apart (MySQL only:
+       PostgreSQL's UTF-8 and its comparisons need nothing);
     2. remove duplicate returns (the same jid and minion stored more than
        once, saltstack/salt#22171 and #62834), keeping the first of each: the
        oldest ``alter_time``, then the lowest ``full_ret``;
@@ -3171,7 +3984,7 @@ def migrate(test=False, batch_size=1000):
         salt-run eventstore.migrate
     """
     store_ = _store()
-    if store_.dialect != "mysql":
+    if store_.dialect == "sqlite":
         return (
             f"Nothing to migrate in {store_.describe()}: eventstore makes its SQLite tables itself"
         )
@@ -3206,7 +4019,7 @@ def migrate(test=False, batch_size=1000):
                 )
             elif not test:
                 store_.run(lambda cur, statement=statement: cur.execute(statement))
-            report["steps"].append(statement)
+            report["steps"].append(store_.sql(statement))
         if test:
             report["result"] = "Would upgrade (test=True: nothing was changed)"
             return report

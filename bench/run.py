@@ -3,8 +3,8 @@
 eventstore benchmark: ``make bench`` (or ``python bench/run.py`` with a venv
 that has Salt, PyMySQL and saltext-mysql on Salt 3008).
 
-Starts its own MariaDB (tests/mysqlserver.py) and its own salt-masters (no
-minion), fires realistic job returns on the master bus after writing them into
+Starts its own MariaDB (tests/mysqlserver.py), PostgreSQL (tests/pgserver.py)
+and salt-masters (no minion), fires realistic job returns on the master bus after writing them into
 the master job cache with Salt's local_cache returner, and prints one table:
 reactor mode against a do-nothing runner, the store function in process, engine
 mode against the seed's listener and saltext-mysql's event_return, latency at a
@@ -13,6 +13,7 @@ See bench/README.md for what each figure means and the results.
 
     python bench/run.py                 # the whole table (~10 minutes)
     python bench/run.py --only engine   # one part: reactor, inprocess, engine, latency, query
+    python bench/run.py --only query --backend postgres   # one store in inprocess, engine, query
     python bench/run.py --settings      # the reactor's Salt settings, one master each
 """
 
@@ -38,9 +39,10 @@ import salt.config  # noqa: E402
 import salt.version  # noqa: E402
 
 import mysqlserver  # noqa: E402
+import pgserver  # noqa: E402
 import workload  # noqa: E402
 from master import BIN, REPO, BenchMaster, cpu_seconds  # noqa: E402
-from runnerlib import load_runner  # noqa: E402
+from runnerlib import load_runner, pgjsonb_keys  # noqa: E402
 
 USER, PASSWORD = "esbench", "esbench-pw"  # the mysql returner cannot use an empty password
 OUT = REPO / ".bench"
@@ -80,10 +82,19 @@ class Bench:
             cur.execute(f"CREATE USER '{USER}'@'%' IDENTIFIED BY '{PASSWORD}'")
             cur.execute(f"GRANT ALL ON *.* TO '{USER}'@'%'")
         self.mysqld = psutil.Process(self.db.proc.pid)
+        self.pg = None  # started when a part first asks for it
         self.masters = []
         self.children = []
 
-    def database(self):
+    def postgres(self):
+        if self.pg is None:
+            self.pg = pgserver.ThrowawayServer()
+        return self.pg
+
+    def database(self, backend="mysql"):
+        if backend == "postgres":
+            name = self.postgres().create_database()
+            return name, pgjsonb_keys(self.pg, name)
         name = self.db.create_database()
         return name, {
             "mysql.host": self.db.host,
@@ -92,6 +103,26 @@ class Bench:
             "mysql.pass": PASSWORD,
             "mysql.db": name,
         }
+
+    def db_processes(self, backend="mysql"):
+        """The database server's processes now (PostgreSQL: the postmaster and its children)."""
+        if backend == "sqlite":
+            return []
+        if backend != "postgres":
+            return [self.mysqld]
+        with open(os.path.join(self.pg.datadir, "postmaster.pid"), encoding="utf-8") as handle:
+            postmaster = psutil.Process(int(handle.readline()))
+        return [postmaster, *postmaster.children(recursive=True)]
+
+    def db_cpu_meter(self, backend="mysql"):
+        """
+        A function giving the CPU seconds the database server spent since this
+        call, also in processes started since (PostgreSQL's backend per connection).
+        """
+        before = {proc: cpu_seconds([proc]) for proc in self.db_processes(backend)}
+        return lambda: sum(
+            cpu_seconds([proc]) - before.get(proc, 0.0) for proc in self.db_processes(backend)
+        )
 
     def master(self, name, overrides):
         master = BenchMaster(self.root, name, overrides)
@@ -107,7 +138,10 @@ class Bench:
             raise RuntimeError(f"salt-run {' '.join(args)}: {result.stdout}{result.stderr}")
         return result.stdout
 
-    def count(self, name, sql):
+    def count(self, name, sql, backend="mysql"):
+        if backend == "postgres":
+            with self.pg.connect(name) as conn:
+                return conn.execute(sql).fetchone()[0]
         with self.db.connect(name) as conn, conn.cursor() as cur:
             cur.execute(sql)
             return cur.fetchone()[0]
@@ -120,6 +154,8 @@ class Bench:
         for master in self.masters:
             master.stop()
         self.db.stop()
+        if self.pg is not None:
+            self.pg.stop()
 
 
 def wait_for(get, expected, idle=10.0, fire=None):
@@ -295,6 +331,9 @@ def steady(bench, rig, mode, rate, seconds):
     latencies = [(seen[n] - fired[n]) * 1000 for n in returns if n in seen]
     return latencies, len(returns) - len(latencies)
 
+
+#: The stores the in-process and query parts measure.
+BACKENDS = ["mysql", "sqlite", "postgres"]
 
 # ---------------------------------------------------------------------------
 # Poll storm: what a master's reactor sees while long jobs run.
@@ -500,13 +539,13 @@ def part_polls(bench, minions_jobs=3, job_seconds=60, one_minion_jobs=200):
 
 def part_inprocess(bench, returns):
     say(f"in process: eventstore.store from 10 threads, {returns} returns, job cache verified")
-    for backend in ("mysql", "sqlite"):
+    for backend in BACKENDS:
         cachedir = tempfile.mkdtemp(dir=bench.root, prefix=f"inproc-{backend}-")
         opts = salt.config.master_config(None)
         opts["cachedir"] = cachedir
-        if backend == "mysql":
-            db_name, mysql = bench.database()
-            opts.update(mysql)
+        if backend != "sqlite":
+            db_name, keys = bench.database(backend)
+            opts.update(keys)
         jobs = workload.burst(returns)
         workload.JobCache(opts).save(jobs)
         events = workload.events_of(jobs)
@@ -521,7 +560,8 @@ def part_inprocess(bench, returns):
                 timings.append((time.perf_counter() - start) * 1000)
 
         threads = [threading.Thread(target=worker, args=(events[n::10],)) for n in range(10)]
-        cpu0, db0 = time.process_time(), cpu_seconds([bench.mysqld])
+        db_cpu = bench.db_cpu_meter(backend)
+        cpu0 = time.process_time()
         start = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -535,8 +575,7 @@ def part_inprocess(bench, returns):
             per_s=round(len(events) / wall),
             lost=len(events) - stored,
             consumer_cpu=round((time.process_time() - cpu0) / len(events) * 1000, 2),
-            db_cpu=round((cpu_seconds([bench.mysqld]) - db0) / len(events) * 1000, 2)
-            if backend == "mysql" else "",
+            db_cpu=round(db_cpu() / len(events) * 1000, 2) if backend != "sqlite" else "",
             other=f"per call p50 {pct(timings, 50):.1f} ms, p99 {pct(timings, 99):.1f} ms",
         )
         # What the engine's writer does with the same kind of events.
@@ -570,16 +609,20 @@ CONSUMERS = {
         "event_return": "mysql", "event_return_queue": 100, "event_return_queue_max_seconds": 1,
     },
     "eventstore engine": {"engines": [{"eventstore": {}}]},
+    "eventstore engine, postgres": {"engines": [{"eventstore": {}}], "backend": "postgres"},
 }
 
 
 def consumer_rig(bench, case, settings):
-    db_name, mysql = bench.database()
+    settings = dict(settings)
+    backend = settings.pop("backend", "mysql")
+    db_name, keys = bench.database(backend)
     name = "c" + str(list(CONSUMERS).index(case))
-    master = bench.master(name, dict(mysql, **settings))
+    master = bench.master(name, dict(keys, **settings))
     bench.salt_run(master, "eventstore.init")
-    with bench.db.connect(db_name) as conn, conn.cursor() as cur:
-        cur.execute(SALT_EVENTS)
+    if backend == "mysql":
+        with bench.db.connect(db_name) as conn, conn.cursor() as cur:
+            cur.execute(SALT_EVENTS)
     if "event_return" in settings:
         sql = "SELECT COUNT(*) FROM salt_events WHERE tag LIKE 'salt/job/%%/ret/%%'"
         consumer = master.process("EventReturn")
@@ -601,7 +644,8 @@ def consumer_rig(bench, case, settings):
         "consumer": consumer,
         "cache": workload.JobCache(master.opts),
         "bus": workload.Bus(master.opts),
-        "get": lambda: bench.count(db_name, sql.replace("%%", "%")),
+        "get": lambda: bench.count(db_name, sql.replace("%%", "%"), backend),
+        "backend": backend,
     }
     # Until the consumer has stored a probe, it may not be listening yet; a new
     # probe each time, so that a late copy is never counted as a burst's.
@@ -624,7 +668,8 @@ def consumer_burst(bench, rig, returns, backlog=False):
     rig["cache"].save(jobs)
     events = workload.events_of(jobs)
     base = rig["get"]()
-    cpu0, db0 = cpu_seconds([rig["consumer"]]), cpu_seconds([bench.mysqld])
+    db_cpu = bench.db_cpu_meter(rig["backend"])
+    cpu0 = cpu_seconds([rig["consumer"]])
     if backlog:
         # Stopped while the burst is fired, then timed draining it: its capacity.
         rig["consumer"].suspend()
@@ -650,13 +695,15 @@ def consumer_burst(bench, rig, returns, backlog=False):
         "fired_per_s": len(events) / fired_in if not backlog else None,
         "lost": returns - got,
         "cpu": (cpu_seconds([rig["consumer"]]) - cpu0) / max(got, 1) * 1000,
-        "db_cpu": (cpu_seconds([bench.mysqld]) - db0) / max(got, 1) * 1000,
+        "db_cpu": db_cpu() / max(got, 1) * 1000,
     }
 
 
 def part_engine(bench, returns, big):
     say(f"engine mode against the peers: {returns} returns live, then {returns} as a backlog")
     for case, settings in CONSUMERS.items():
+        if settings.get("backend", "mysql") not in BACKENDS:
+            continue
         rig = consumer_rig(bench, case, settings)
         live = consumer_burst(bench, rig, returns)
         backlog = consumer_burst(bench, rig, returns, backlog=True)
@@ -672,7 +719,7 @@ def part_engine(bench, returns, big):
         if "engines" in settings:
             result = consumer_burst(bench, rig, big)
             row(
-                "engine mode", f"eventstore engine, {big:,} returns",
+                "engine mode", f"{case}, {big:,} returns",
                 returns=big,
                 per_s=round(result["per_s"]),
                 lost=result["lost"],
@@ -705,12 +752,12 @@ def bulk_rows(jobs, minions=100):
 def part_query(bench, total):
     jobs = total // 100
     say(f"query: eventstore.query jid= on {total:,} rows ({jobs:,} jobs of 100 minions)")
-    for backend in ("mysql", "sqlite"):
+    for backend in BACKENDS:
         opts = salt.config.master_config(None)
         opts["cachedir"] = tempfile.mkdtemp(dir=bench.root, prefix=f"query-{backend}-")
-        if backend == "mysql":
-            _, mysql = bench.database()
-            opts.update(mysql)
+        if backend != "sqlite":
+            _, keys = bench.database(backend)
+            opts.update(keys)
         es = load_runner(opts)
         es.init()
         store = es._store()
@@ -739,9 +786,8 @@ def part_query(bench, total):
             timings.append((time.perf_counter() - t0) * 1000)
             assert len(found) == 100, len(found)
         select = es._SELECT_JID.format(where="WHERE `jid` = %s")  # what query(jid=) runs
-        plan = store.select(
-            ("EXPLAIN " if backend == "mysql" else "EXPLAIN QUERY PLAN ") + select, ("x",)
-        )
+        explain = {"sqlite": "EXPLAIN QUERY PLAN "}.get(backend, "EXPLAIN ")
+        plan = store.select(explain + select, ("x",))
         row(
             "query", f"eventstore.query jid=, {backend}",
             returns=count,
@@ -752,7 +798,7 @@ def part_query(bench, total):
 
 def plan_summary(plan):
     text = " ".join(str(part) for line in plan for part in line if part is not None)
-    for key in ("sqlite_autoindex_salt_returns_1", "jid_id", "`jid`", "jid"):
+    for key in ("sqlite_autoindex_salt_returns_1", "salt_returns_jid_id_key", "jid_id", "`jid`", "jid"):
         if key in text:
             return f"index {key.strip('`')}"
     return text[:60]
@@ -799,7 +845,7 @@ COLUMNS = (
     ("per_s", "returns/s"),
     ("lost", "lost"),
     ("consumer_cpu", "consumer CPU s/1000"),
-    ("db_cpu", "MariaDB CPU s/1000"),
+    ("db_cpu", "DB server CPU s/1000"),
     ("other", "other"),
 )
 
@@ -830,6 +876,8 @@ def main():
     parser.add_argument("--only", action="append",
                         choices=("reactor", "latency", "inprocess", "engine", "query", "polls"))
     parser.add_argument("--settings", action="store_true", help="the reactor settings instead")
+    parser.add_argument("--backend", action="append", choices=BACKENDS,
+                        help="the stores the inprocess, engine and query parts measure (default: all)")
     parser.add_argument("--returns", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--big", type=int, default=20000)
@@ -842,6 +890,7 @@ def main():
     started = time.time()
     at_start = machine()
     say(f"machine: {at_start}")
+    BACKENDS[:] = args.backend or BACKENDS
     bench = Bench(root)
     try:
         if args.settings:

@@ -1,4 +1,4 @@
-"""Fixtures and hooks shared by every test tier: a MySQL/MariaDB database per test, and CI strictness."""
+"""Fixtures and hooks shared by every test tier: a MySQL/MariaDB or PostgreSQL database per test, and CI strictness."""
 
 import os
 import shutil
@@ -11,7 +11,8 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import mysqlserver  # noqa: E402
-from runnerlib import mysql_keys  # noqa: E402
+import pgserver  # noqa: E402
+from runnerlib import mysql_keys, pgjsonb_keys  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -33,21 +34,36 @@ def _in_ci():
     return os.environ.get("CI", "").lower() in ("true", "1")
 
 
-@pytest.fixture(scope="session")
-def mysql_server():
-    """The server from EVENTSTORE_TEST_MYSQL_URL, else a throwaway MariaDB for this session."""
-    if os.environ.get(mysqlserver.URL_ENV):
-        yield mysqlserver.parse_url(os.environ[mysqlserver.URL_ENV])
+def _given_or_throwaway(lib, what):
+    """The server named by ``lib``'s URL variable, else a throwaway one ``lib`` starts."""
+    if os.environ.get(lib.URL_ENV):
+        yield lib.parse_url(os.environ[lib.URL_ENV])
         return
-    if not mysqlserver.server_binary():
-        pytest.skip(
-            f"no MySQL: {mysqlserver.URL_ENV} is not set and no mariadbd/mysqld binary is installed"
-        )
-    server = mysqlserver.ThrowawayServer()
+    yield from _throwaway(lib, what)
+
+
+def _throwaway(lib, what):
+    if not lib.server_binary():
+        pytest.skip(f"no {what}: {lib.URL_ENV} is not set and no server binary is installed")
+    server = lib.ThrowawayServer()
     try:
         yield server
     finally:
         server.stop()
+
+
+def _fresh_database(server):
+    name = server.create_database()
+    try:
+        yield name
+    finally:
+        server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def mysql_server():
+    """The server from EVENTSTORE_TEST_MYSQL_URL, else a throwaway MariaDB for this session."""
+    yield from _given_or_throwaway(mysqlserver, "MySQL")
 
 
 @pytest.fixture(scope="module")
@@ -56,23 +72,37 @@ def own_mysql_server():
     A throwaway MariaDB of this module's own, even when a server is given:
     for tests that stop and start it.
     """
-    if not mysqlserver.server_binary():
-        pytest.skip("no mariadbd/mysqld binary to start a server that may be stopped")
-    server = mysqlserver.ThrowawayServer()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _throwaway(mysqlserver, "MySQL")
 
 
 @pytest.fixture
 def mysql_database(mysql_server):
     """Name of a fresh, empty utf8mb4 database, dropped after the test."""
-    name = mysql_server.create_database()
-    try:
-        yield name
-    finally:
-        mysql_server.drop_database(name)
+    yield from _fresh_database(mysql_server)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The server from EVENTSTORE_TEST_POSTGRES_URL, else a throwaway PostgreSQL for this session."""
+    yield from _given_or_throwaway(pgserver, "PostgreSQL")
+
+
+@pytest.fixture(scope="module")
+def own_postgres_server():
+    """A throwaway PostgreSQL of this module's own: for tests that stop and start it."""
+    yield from _throwaway(pgserver, "PostgreSQL")
+
+
+@pytest.fixture
+def postgres_database(postgres_server):
+    """Name of a fresh, empty UTF-8 database, dropped after the test."""
+    yield from _fresh_database(postgres_server)
+
+
+@pytest.fixture
+def postgres_opts(postgres_server, postgres_database):
+    """Salt master config pointing the pgjsonb returner (and our runner) at `postgres_database`."""
+    return pgjsonb_keys(postgres_server, postgres_database)
 
 
 @pytest.fixture

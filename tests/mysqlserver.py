@@ -144,7 +144,10 @@ class ThrowawayServer(Server):
 
     def _common_options(self):
         # --no-defaults must come first: /etc/mysql/my.cnf would point at the system datadir.
-        opts = ["--no-defaults", "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M"]
+        opts = ["--no-defaults", "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",
+                # Its own temporary files: in a shared /tmp, mariadb-install-db once
+                # failed on a temporary table name another server had taken.
+                f"--tmpdir={self.tmpdir}"]
         if os.getuid() == 0:
             opts.append("--user=root")  # mariadbd refuses to run as root unless told so
         return opts
@@ -208,6 +211,10 @@ class ThrowawayServer(Server):
             with conn.cursor() as cur:
                 cur.execute("SELECT @@socket")
                 return cur.fetchone()[0] == self.unix_socket
+
+    @property
+    def running(self):
+        return self.proc is not None
 
     def pause(self):
         """Stop the server but keep its data, as an outage would."""

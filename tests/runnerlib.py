@@ -27,18 +27,34 @@ def load_runner(opts):
     return module
 
 
+def returner_keys(prefix, server, database, user=None, password=None):
+    """
+    A returner's ``<prefix>.*`` master config keys for ``database`` on
+    ``server``, as ``server``'s user unless told otherwise.
+    """
+    return {
+        f"{prefix}.host": server.host,
+        f"{prefix}.port": int(server.port),
+        f"{prefix}.user": server.user if user is None else user,
+        f"{prefix}.pass": server.password if password is None else password,
+        f"{prefix}.db": database,
+    }
+
+
 def mysql_keys(server, database, user=None, password=None):
     """
     The ``mysql.*`` master config keys for ``database`` on ``server`` (a
-    tests.mysqlserver server), as ``server``'s user unless told otherwise.
+    tests.mysqlserver server).
     """
-    return {
-        "mysql.host": server.host,
-        "mysql.port": int(server.port),
-        "mysql.user": server.user if user is None else user,
-        "mysql.pass": server.password if password is None else password,
-        "mysql.db": database,
-    }
+    return returner_keys("mysql", server, database, user, password)
+
+
+def pgjsonb_keys(server, database, user=None, password=None):
+    """
+    The pgjsonb returner's ``returner.pgjsonb.*`` master config keys for
+    ``database`` on ``server`` (a tests.pgserver server).
+    """
+    return returner_keys("returner.pgjsonb", server, database, user, password)
 
 
 JID = "20261126120000000000"
@@ -63,6 +79,26 @@ RETURNER_DDL = (
   KEY `jid` (`jid`),
   KEY `fun` (`fun`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8""",
+)
+
+
+# The pgjsonb returner's documented schema (salt/returners/pgjsonb.py), salt_events left out.
+PGJSONB_DDL = (
+    "CREATE TABLE jids (jid varchar(255) NOT NULL primary key, load jsonb NOT NULL)",
+    "CREATE INDEX idx_jids_jsonb on jids USING gin (load) WITH (fastupdate=on)",
+    """CREATE TABLE salt_returns (
+  fun varchar(50) NOT NULL,
+  jid varchar(255) NOT NULL,
+  return jsonb NOT NULL,
+  id varchar(255) NOT NULL,
+  success varchar(10) NOT NULL,
+  full_ret jsonb NOT NULL,
+  alter_time TIMESTAMP WITH TIME ZONE DEFAULT NOW())""",
+    "CREATE INDEX idx_salt_returns_id ON salt_returns (id)",
+    "CREATE INDEX idx_salt_returns_jid ON salt_returns (jid)",
+    "CREATE INDEX idx_salt_returns_fun ON salt_returns (fun)",
+    "CREATE INDEX idx_salt_returns_return ON salt_returns USING gin (return) with (fastupdate=on)",
+    "CREATE INDEX idx_salt_returns_full_ret ON salt_returns USING gin (full_ret) with (fastupdate=on)",
 )
 
 

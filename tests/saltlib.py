@@ -16,17 +16,25 @@ MODULE_DIR = REPO / "tests" / "e2e" / "files" / "_modules"
 REACTOR = [{"salt/job/*/ret/*": [str(REACTOR_SLS)]}]
 
 
-def mysql_master_config(mysql_server, database, user=None, password=None):
+def reactor_master_config(database_keys):
     """
-    Master config with this reactor and runner, storing into ``database`` (as
-    the server's user unless told otherwise).
+    Master config with this reactor and runner, storing where ``database_keys``
+    (a returner's master config keys) say.
     """
     return {
         "reactor": REACTOR,
         # Loaded straight from the checkout; test_install.py covers sync_runners.
         "runner_dirs": [str(REPO / "_runners")],
-        **mysql_keys(mysql_server, database, user, password),
+        **database_keys,
     }
+
+
+def mysql_master_config(mysql_server, database, user=None, password=None):
+    """
+    Master config with this reactor and runner, storing into ``database`` (as
+    the server's user unless told otherwise).
+    """
+    return reactor_master_config(mysql_keys(mysql_server, database, user, password))
 
 
 def engine_master_config(mysql_server, database, reactor=False, **engine):

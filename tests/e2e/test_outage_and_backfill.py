@@ -1,11 +1,13 @@
 """
-Nothing lost: a real MariaDB stopped and started under a stream of real
-returns, and returns made while the reactor was off recovered from the job cache.
+Nothing lost: a real MariaDB, and a real PostgreSQL, stopped and started under
+a stream of real returns, and returns made while the reactor was off recovered
+from the job cache.
 """
 
 import pytest
 import salt.client
-from saltlib import Reactions, mysql_master_config, run_job
+from runnerlib import mysql_keys, pgjsonb_keys
+from saltlib import Reactions, mysql_master_config, reactor_master_config, run_job
 
 
 def stored_counts(server, database, jids):
@@ -17,16 +19,20 @@ def stored_counts(server, database, jids):
     return {jid: counts.get(jid, 0) for jid in jids}
 
 
-@pytest.fixture(scope="module")
-def outage_setup(salt_factories, own_mysql_server):
-    database = own_mysql_server.create_database()
-    overrides = mysql_master_config(own_mysql_server, database)
-    master = salt_factories.salt_master_daemon("es-outage-master", overrides=overrides)
+@pytest.fixture(scope="module", params=["mysql", "postgres"])
+def outage_setup(request, salt_factories):
+    backend = request.param
+    server = request.getfixturevalue(f"own_{backend}_server")
+    database = server.create_database()
+    keys = {"mysql": mysql_keys, "postgres": pgjsonb_keys}[backend](server, database)
+    master = salt_factories.salt_master_daemon(
+        f"es-outage-{backend}", overrides=reactor_master_config(keys)
+    )
     with master.started():
         assert master.salt_run_cli().run("eventstore.init").returncode == 0
-        minion = master.salt_minion_daemon("es-outage-minion")
+        minion = master.salt_minion_daemon(f"es-outage-{backend}-minion")
         with minion.started():
-            yield master, minion, own_mysql_server, database
+            yield master, minion, server, database
 
 
 def test_every_return_made_across_an_outage_is_stored_exactly_once(outage_setup, event_listener):

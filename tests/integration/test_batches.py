@@ -1,5 +1,5 @@
 """
-Events stored in batches (what the engine calls), on both backends: the same
+Events stored in batches (what the engine calls), on every backend: the same
 rows, counts and guarantees as one event at a time.
 """
 
@@ -7,12 +7,12 @@ import pytest
 from runnerlib import JID, load_runner, new_event, ret_event
 
 
-@pytest.fixture(params=["sqlite", "mysql"])
+@pytest.fixture(params=["sqlite", "mysql", "postgres"])
 def es(request, tmp_path):
     if request.param == "sqlite":
         opts = {"cachedir": str(tmp_path)}
     else:
-        opts = dict(request.getfixturevalue("mysql_opts"), cachedir=str(tmp_path))
+        opts = dict(request.getfixturevalue(f"{request.param}_opts"), cachedir=str(tmp_path))
     # Events are taken as they come here; test_job_cache.py checks batches against a job cache.
     opts["eventstore"] = {"verify_returns": False}
     runner = load_runner(opts)

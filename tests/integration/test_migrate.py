@@ -1,49 +1,83 @@
 """
-A MySQL database made from Salt's documented mysql returner schema: init and
-status say how it differs, migrate upgrades it (utf8mb4_bin, no duplicate
-returns, the unique key on (jid, id)) and keeps every distinct return.
+A MySQL database made from Salt's documented mysql returner schema, and a
+PostgreSQL one made from the pgjsonb returner's: init and status say how it
+differs, migrate upgrades it (on MySQL utf8mb4_bin; no duplicate returns, the
+unique key on (jid, id)) and keeps every distinct return.
 """
 
 import json
 
 import pytest
-from runnerlib import JID, RETURNER_DDL, load_runner, ret_event
+from runnerlib import JID, PGJSONB_DDL, RETURNER_DDL, load_runner, ret_event
 
-@pytest.fixture
-def db(mysql_server, mysql_database):
-    conn = mysql_server.connect(mysql_database)
+
+class Db:
+    """The test's own connection to the database, in either server's words."""
+
+    def __init__(self, conn, backend):
+        self.conn, self.backend = conn, backend
+
+    def rows(self, statement, params=()):
+        if self.backend == "postgres":
+            cur = self.conn.execute(statement.replace("`", '"'), params)
+            return cur.fetchall() if cur.description else []
+        with self.conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall()
+
+
+def mysql_db(server, database):
+    conn = server.connect(database)
     with conn.cursor() as cur:
-        cur.execute(f"ALTER DATABASE `{mysql_database}` CHARACTER SET utf8 COLLATE utf8_general_ci")
+        cur.execute(f"ALTER DATABASE `{database}` CHARACTER SET utf8 COLLATE utf8_general_ci")
         for statement in RETURNER_DDL:
             cur.execute(statement)
         cur.execute("SET time_zone = '+00:00'")
-    yield conn
+    return conn
+
+
+def postgres_db(server, database):
+    conn = server.connect(database, options="-c TimeZone=UTC")
+    for statement in PGJSONB_DDL:
+        conn.execute(statement)
+    return conn
+
+
+@pytest.fixture
+def db(request, backend):
+    server = request.getfixturevalue(f"{backend}_server")
+    conn = {"mysql": mysql_db, "postgres": postgres_db}[backend](
+        server, request.getfixturevalue(f"{backend}_database")
+    )
+    yield Db(conn, backend)
     conn.close()
 
 
 @pytest.fixture
-def es(db, mysql_runner_opts):
-    return load_runner(mysql_runner_opts)
+def es(db, runner_opts):
+    return load_runner(runner_opts)
 
 
 def put(db, minion, alter_time, marker, jid=JID):
     """
-    A return as the mysql returner writes it, stored at ``alter_time``;
+    A return as the returner writes it, stored at ``alter_time``;
     ``marker`` (its return) tells the copies apart.
     """
     full_ret = json.dumps({"id": minion, "jid": jid, "fun": "test.ping", "return": marker})
-    with db.cursor() as cur:
-        cur.execute(
-            "INSERT INTO salt_returns (fun, jid, `return`, id, success, full_ret, alter_time)"
-            " VALUES ('test.ping', %s, %s, %s, '1', %s, %s)",
-            (jid, json.dumps(marker), minion, full_ret, alter_time),
-        )
+    db.rows(
+        "INSERT INTO salt_returns (fun, jid, `return`, id, success, full_ret, alter_time)"
+        " VALUES ('test.ping', %s, %s, %s, '1', %s, %s)",
+        (jid, json.dumps(marker), minion, full_ret, alter_time),
+    )
 
 
 def stored(db):
-    with db.cursor() as cur:
-        cur.execute("SELECT id, `return`, alter_time FROM salt_returns ORDER BY id, alter_time")
-        return [(minion, json.loads(ret), str(time)) for minion, ret, time in cur.fetchall()]
+    # Text and seconds from both servers: CONCAT makes jsonb text, CHAR(19) cuts PostgreSQL's offset.
+    rows = db.rows(
+        "SELECT id, CONCAT(`return`, ''), CAST(alter_time AS CHAR(19)) FROM salt_returns"
+        " ORDER BY id, alter_time"
+    )
+    return [(minion, json.loads(ret), time) for minion, ret, time in rows]
 
 
 def create_table(db, table):
@@ -62,8 +96,12 @@ def test_init_on_a_returner_database_says_what_differs(es):
     said = es.init()
     assert "differ from eventstore's layout" in said and "ready" not in said
     assert "- salt_returns has no unique key on (jid, id): a return stored twice is two rows" in said
-    assert "- jids is utf8mb3_general_ci, not utf8mb4_bin" in said
     assert "salt-run eventstore.migrate test=True" in said
+
+
+@pytest.mark.parametrize("backend", ["mysql"])
+def test_init_on_a_mysql_returner_database_says_it_is_utf8(es):
+    assert "- jids is utf8mb3_general_ci, not utf8mb4_bin" in es.init()
 
 
 def test_status_on_a_returner_database_says_init_makes_eventstores_own_table(es):
@@ -83,11 +121,17 @@ def test_status_after_init_lists_the_differences_but_stays_healthy(es):
     )
 
 
+def removal_step(report):
+    (step,) = [step for step in report["steps"] if step.startswith("remove ")]
+    return step
+
+
+@pytest.mark.parametrize("backend", ["mysql"])
 def test_migrate_test_shows_the_steps_and_changes_nothing(es, db):
     put(db, "web1", "2026-11-26 10:00:01", "first")
     put(db, "web1", "2026-11-26 10:00:02", "again")
     put(db, "web1", "2026-11-26 10:00:03", "and again")
-    before = [create_table(db, table) for table in ("jids", "salt_returns")]
+    before = [create_table(db.conn, table) for table in ("jids", "salt_returns")]
     report = es.migrate(test=True)
     assert report["result"] == "Would upgrade (test=True: nothing was changed)"
     assert report["steps"][0].startswith(
@@ -95,10 +139,25 @@ def test_migrate_test_shows_the_steps_and_changes_nothing(es, db):
     )
     assert "remove 2 duplicate returns of 1 (jid, id) pairs" in report["steps"][2]
     assert report["steps"][3] == es._ADD_UNIQUE_KEY
-    assert [create_table(db, table) for table in ("jids", "salt_returns")] == before
+    assert [create_table(db.conn, table) for table in ("jids", "salt_returns")] == before
     assert len(stored(db)) == 3
 
 
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_migrate_on_postgres_removes_duplicates_then_adds_the_unique_key_and_changes_nothing_in_a_test(es, db):
+    put(db, "web1", "2026-11-26 10:00:01", "first")
+    put(db, "web1", "2026-11-26 10:00:02", "again")
+    before = es._store().schema()
+    report = es.migrate(test=True)
+    assert report["steps"] == [
+        "remove 1 duplicate returns of 1 (jid, id) pairs, keeping the first stored of each"
+        " (oldest alter_time, then lowest full_ret)",
+        es._store().sql(es._ADD_UNIQUE_KEY),
+    ]
+    assert (es._store().schema(), len(stored(db))) == (before, 2)
+
+
+@pytest.mark.parametrize("backend", ["mysql"])
 def test_migrate_gives_the_columns_init_makes(es, db, mysql_server, mysql_runner_opts):
     assert es.migrate()["result"] == "Upgraded: the tables have eventstore's layout"
     fresh = mysql_server.create_database()
@@ -106,7 +165,7 @@ def test_migrate_gives_the_columns_init_makes(es, db, mysql_server, mysql_runner
         load_runner({**mysql_runner_opts, "mysql.db": fresh}).init()
         by_init = mysql_server.connect(fresh)
         for table in ("jids", "salt_returns"):
-            assert full_columns(db, table) == full_columns(by_init, table)
+            assert full_columns(db.conn, table) == full_columns(by_init, table)
     finally:
         mysql_server.drop_database(fresh)
 
@@ -154,7 +213,7 @@ def test_migrate_in_batches_of_one_pair_removes_every_duplicate(es, db):
         put(db, minion, "2026-11-26 10:00:01", f"{minion} first")
         put(db, minion, "2026-11-26 10:00:02", f"{minion} again")
     report = es.migrate(batch_size=1)
-    assert "remove 3 duplicate returns of 3 (jid, id) pairs" in report["steps"][2]
+    assert "remove 3 duplicate returns of 3 (jid, id) pairs" in removal_step(report)
     assert [ret for _, ret, _ in stored(db)] == ["a first", "b first", "c first"]
 
 
@@ -179,18 +238,15 @@ def test_after_migrate_init_says_ready_and_migrate_has_nothing_to_do(es):
 
 def test_migrate_keeps_load_rows_whole(es, db):
     load = json.dumps({"fun": "cmd.run", "arg": ["printf grüße"], "jid": JID})
-    with db.cursor() as cur:
-        cur.execute("INSERT INTO jids (jid, `load`) VALUES (%s, %s)", (JID, load))
+    db.rows("INSERT INTO jids (jid, `load`) VALUES (%s, %s)", (JID, load))
     es.migrate()
-    with db.cursor() as cur:
-        cur.execute("SELECT `load` FROM jids")
-        assert cur.fetchone()[0] == load
+    ((kept,),) = db.rows("SELECT CONCAT(`load`, '') FROM jids")
+    assert json.loads(kept) == json.loads(load)
 
 
-def test_migrate_without_the_tables_fails_and_says_to_run_init(mysql_runner_opts, db):
-    with db.cursor() as cur:
-        cur.execute("DROP TABLE salt_returns")
-    es = load_runner(mysql_runner_opts)
+def test_migrate_without_the_tables_fails_and_says_to_run_init(runner_opts, db):
+    db.rows("DROP TABLE salt_returns")
+    es = load_runner(runner_opts)
     assert es.migrate()["result"] == (
         "Failed: table salt_returns missing: salt-run eventstore.init makes it"
     )

@@ -90,7 +90,7 @@ def test_prune_deletes_in_transactions_of_at_most_batch_size_rows(es):
 
     def returns():
         def work(cur):
-            cur.execute("SELECT COUNT(*) FROM `salt_returns`")
+            cur.execute(store.sql("SELECT COUNT(*) FROM `salt_returns`"))
             return cur.fetchone()[0]
 
         return run(work)
@@ -143,7 +143,7 @@ def test_prune_archive_keeps_one_copy_of_a_return_archived_twice(es):
 
 def columns(es, table):
     def work(cur):
-        cur.execute(f"SELECT * FROM `{table}` WHERE 1 = 0")
+        cur.execute(es._store().sql(f"SELECT * FROM `{table}` WHERE 1 = 0"))
         return [column[0] for column in cur.description]
 
     return es._store().run(work)

@@ -48,7 +48,7 @@ def test_status_reports_exactly_the_status_keys(es):
 
 
 def test_status_with_a_table_missing_is_unhealthy_and_fails(es):
-    es._store().run(lambda cur: cur.execute("DROP TABLE `salt_returns`"))
+    es._store().run(lambda cur: cur.execute(es._store().sql("DROP TABLE `salt_returns`")))
     report = es.status()
     assert report["healthy"] is False
     assert report["problems"] == [

@@ -1,15 +1,19 @@
 """
 TLS to MySQL with the mysql returner's keys (mysql.ssl_ca, ssl_cert, ssl_key),
-against a throwaway MariaDB that has TLS on and users that require it.
+against a throwaway MariaDB that has TLS on and users that require it; and to
+PostgreSQL with the pgjsonb returner's keys (sslmode: verify-full, ...).
 """
 
 import logging
+import os
+import shutil
 import subprocess
 
 import pytest
-from runnerlib import JID, load_runner, ret_event
+from runnerlib import JID, load_runner, pgjsonb_keys, ret_event
 
 import mysqlserver
+import pgserver
 
 PASSWORD = "tls-user-pw"
 
@@ -144,3 +148,91 @@ def test_a_server_certificate_from_another_ca_is_refused(tls, tls_server):
     report = runner(tls_server, "tls_ssl", ca=tls / "other-ca.pem").status()
     assert report["healthy"] is False
     assert "CERTIFICATE_VERIFY_FAILED" in report["problems"][0]
+
+
+# PostgreSQL, with the pgjsonb returner's keys (returner.pgjsonb.sslmode, sslrootcert,
+# sslcert, sslkey): a throwaway server that takes TLS connections only, and a
+# role (named as the client certificate's CN) that logs in by certificate.
+
+
+@pytest.fixture(scope="module")
+def pg_tls_server(tls, postgres_server):  # postgres_server: no PostgreSQL, no test
+    if not pgserver.server_binary():
+        pytest.skip("the TLS tests start a PostgreSQL server of their own")
+    server = pgserver.ThrowawayServer(
+        hba=[
+            "hostnossl all all 127.0.0.1/32 reject",
+            "hostssl all client 127.0.0.1/32 cert",
+        ]
+    )
+    try:
+        server.pause()
+        for name in ("ca.pem", "server.pem", "server.key"):
+            shutil.copy(tls / name, server.tmpdir)  # the server reads them as its own user
+            server.chown(os.path.join(server.tmpdir, name))
+        folder = server.tmpdir
+        server.settings.update(
+            ssl="on",
+            ssl_ca_file=f"{folder}/ca.pem",
+            ssl_cert_file=f"{folder}/server.pem",
+            ssl_key_file=f"{folder}/server.key",
+        )
+        server.resume()
+        server.database = server.create_database()
+        load_runner({"eventstore": {"verify_returns": False}, **pgjsonb_keys(server, server.database)}).init()
+        with server.connect(server.database, sslmode="require") as conn:
+            conn.execute(f"CREATE ROLE tls_user LOGIN PASSWORD '{PASSWORD}'")
+            conn.execute("CREATE ROLE client LOGIN")
+            conn.execute("GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA public TO tls_user, client")
+        yield server
+    finally:
+        server.stop()
+
+
+def pg_runner(server, user, **ssl):
+    return load_runner(
+        {
+            "cachedir": server.tmpdir,
+            "eventstore": {"verify_returns": False},
+            **pgjsonb_keys(server, server.database, user=user, password=PASSWORD),
+            **{f"returner.pgjsonb.{name}": str(value) for name, value in ssl.items()},
+        }
+    )
+
+
+def pg_tls_in_use(es):
+    return es._store().select("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", ())[0][0]
+
+
+def test_postgres_stores_over_tls_verifying_the_server_with_verify_full(tls, pg_tls_server):
+    es = pg_runner(pg_tls_server, "tls_user", sslmode="verify-full", sslrootcert=tls / "ca.pem")
+    assert es.store(*ret_event(minion="tls-verified")) == "stored"
+    assert pg_tls_in_use(es) is True
+
+
+def test_postgres_verify_full_refuses_a_server_certificate_from_another_ca(tls, pg_tls_server):
+    es = pg_runner(pg_tls_server, "tls_user", sslmode="verify-full", sslrootcert=tls / "other-ca.pem")
+    report = es.status()
+    assert report["healthy"] is False
+    assert "certificate verify failed" in report["problems"][0]
+
+
+def test_postgres_logs_in_with_a_client_certificate(tls, pg_tls_server):
+    es = pg_runner(pg_tls_server, "client", sslmode="verify-full", sslrootcert=tls / "ca.pem",
+                   sslcert=tls / "client.pem", sslkey=tls / "client.key")  # fmt: skip
+    assert es.store(*ret_event(minion="tls-cert")) == "stored"
+
+
+def test_postgres_role_that_logs_in_by_certificate_is_refused_without_one(tls, pg_tls_server):
+    es = pg_runner(pg_tls_server, "client", sslmode="verify-full", sslrootcert=tls / "ca.pem")
+    report = es.status()
+    assert report["healthy"] is False
+    assert "connection requires a valid client certificate" in report["problems"][0]
+
+
+def test_postgres_server_that_takes_tls_only_refuses_sslmode_disable(pg_tls_server, caplog):
+    es = pg_runner(pg_tls_server, "tls_user", sslmode="disable")
+    with caplog.at_level(logging.WARNING):
+        assert es.store(*ret_event()) == "spooled"
+    assert f"postgresql://tls_user@127.0.0.1:{pg_tls_server.port}/" in caplog.text
+    assert "no encryption" in caplog.text and PASSWORD not in caplog.text

@@ -69,15 +69,74 @@ def test_find_job_is_always_ignored():
 
 
 def test_unknown_backend_is_an_error():
-    with pytest.raises(ValueError, match="backend must be mysql or sqlite"):
-        config({"eventstore": {"backend": "postgres"}})
+    with pytest.raises(ValueError, match="backend must be one of mysql, sqlite, postgres"):
+        config({"eventstore": {"backend": "oracle"}})
 
 
 def test_virtual_names_the_unknown_backend():
-    es = load_runner({"eventstore": {"backend": "postgres"}})
+    es = load_runner({"eventstore": {"backend": "oracle"}})
     loaded, reason = es.__virtual__()
     assert loaded is False
-    assert "postgres" in reason
+    assert "oracle" in reason
+
+
+def test_pgjsonb_keys_select_postgres_with_the_returners_defaults():
+    cfg = config({"returner.pgjsonb.host": "pg1", "returner.pgjsonb.pass": "None"})
+    assert cfg.backend == "postgres"
+    assert cfg.postgres == {
+        "host": "pg1",
+        "user": "salt",
+        "pass": None,
+        "db": "salt",
+        "port": 5432,
+        "sslmode": None,
+        "sslrootcert": None,
+        "sslcert": None,
+        "sslkey": None,
+        "sslcrl": None,
+        "connect_timeout": None,
+    }
+
+
+def test_backend_postgres_alone_uses_the_pgjsonb_defaults():
+    cfg = config({"eventstore": {"backend": "postgres"}})
+    assert (cfg.backend, cfg.postgres["host"], cfg.postgres["port"]) == ("postgres", "localhost", 5432)
+
+
+def test_pgjsonb_port_and_connect_timeout_given_as_strings_are_numbers():
+    cfg = config({"returner.pgjsonb.port": "5433", "returner.pgjsonb.connect_timeout": "4"})
+    assert (cfg.postgres["port"], cfg.postgres["connect_timeout"]) == (5433, 4)
+
+
+def test_mysql_and_pgjsonb_keys_together_need_an_explicit_backend():
+    both = {"mysql.host": "db1", "returner.pgjsonb.host": "pg1"}
+    with pytest.raises(ValueError, match="eventstore: backend"):
+        config(both)
+    assert config(dict(both, eventstore={"backend": "postgres"})).backend == "postgres"
+
+
+def test_postgres_hosts_become_libpqs_host_and_port_lists():
+    cfg = config({"eventstore": {"backend": "postgres", "postgres_hosts": ["pg1", "pg2:5433", "[::1]:5434"]}})
+    assert (cfg.postgres["host"], cfg.postgres["port"]) == ("pg1,pg2,::1", "5432,5433,5434")
+
+
+def test_postgres_hosts_take_a_bare_ipv6_address_without_a_port():
+    cfg = config({"eventstore": {"backend": "postgres", "postgres_hosts": "fe80::1, pg2"}})
+    assert (cfg.postgres["host"], cfg.postgres["port"]) == ("fe80::1,pg2", "5432,5432")
+
+
+def test_virtual_says_psycopg_is_missing_for_the_postgres_backend():
+    es = load_runner({"returner.pgjsonb.host": "pg1"})
+    es.HAS_PSYCOPG = False  # as on a master without the driver
+    loaded, reason = es.__virtual__()
+    assert loaded is False
+    assert "psycopg" in reason and "salt-pip install" in reason
+
+
+def test_virtual_loads_mysql_without_psycopg():
+    es = load_runner({"mysql.host": "db1"})
+    es.HAS_PSYCOPG = False
+    assert es.__virtual__() == "eventstore"
 
 
 def test_virtual_says_pymysql_is_missing_for_the_mysql_backend():

@@ -46,6 +46,7 @@ def render_reaction(master_opts, tag, data):
 def test_salt_loads_exactly_the_documented_functions(runners):
     assert {n for n in runners if n.startswith("eventstore.")} == {
         "eventstore.backfill",
+        "eventstore.catch_up",
         "eventstore.init",
         "eventstore.install_reactor",
         "eventstore.jobs",
@@ -169,5 +170,5 @@ def test_sql_files_are_the_runners_own_schema():
     from runnerlib import load_runner
 
     es = load_runner({})
-    for dialect in ("mysql", "sqlite"):
+    for dialect in ("mysql", "sqlite", "postgres"):
         assert (REPO / "sql" / f"{dialect}.sql").read_text() == es._schema_sql(dialect), dialect

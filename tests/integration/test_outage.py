@@ -1,27 +1,29 @@
 """
-A real MariaDB stopped and started under the runner.
+A real MariaDB, and a real PostgreSQL, stopped and started under the runner.
 """
 
 import logging
 
 import pytest
-from runnerlib import JID, load_runner, mysql_keys, ret_event
+from runnerlib import JID, load_runner, mysql_keys, pgjsonb_keys, ret_event
+
+KEYS = {"mysql": mysql_keys, "postgres": pgjsonb_keys}
 
 
 @pytest.fixture
-def server(own_mysql_server):
-    return own_mysql_server
+def server(request, backend):
+    return request.getfixturevalue(f"own_{backend}_server")
 
 
 @pytest.fixture
-def es(server, tmp_path):
+def es(server, backend, tmp_path):
     name = server.create_database()
     runner = load_runner(
-        {**mysql_keys(server, name), "cachedir": str(tmp_path), "eventstore": {"verify_returns": False}}
+        {**KEYS[backend](server, name), "cachedir": str(tmp_path), "eventstore": {"verify_returns": False}}
     )
     runner.init()
     yield runner
-    if server.proc is None:  # the test left it stopped
+    if not server.running:  # the test left it stopped
         server.resume()
     server.drop_database(name)
 
@@ -40,8 +42,9 @@ def test_a_stopped_server_is_not_tried_again_on_every_call(es, server):
     server.pause()
     es.store(*ret_event(minion="first-failure"))
     tries = []
-    connect = es._MySQLStore.connect
-    es._MySQLStore.connect = lambda self: tries.append(1) or connect(self)
+    store = type(es._store())
+    connect = store.connect
+    store.connect = lambda self: tries.append(1) or connect(self)
     for n in range(10):
         es.store(*ret_event(minion=f"m{n}"))
     assert tries == []
