@@ -40,7 +40,7 @@ $(STAMP): FORCE
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-integration test-e2e test-package lint format dist tools demo bench bench-settings bench-forgeries bench-catch-up sql clean FORCE
+.PHONY: help venv test test-unit test-integration test-e2e test-galera test-package lint format dist tools demo bench bench-settings bench-forgeries bench-catch-up bench-galera sql clean FORCE
 
 help:
 	@echo "eventstore make targets (SALT=$(SALT), venv $(VENV)/):"
@@ -49,6 +49,7 @@ help:
 	@echo "  test-unit         run tests/unit only"
 	@echo "  test-integration  run tests/integration only"
 	@echo "  test-e2e          run tests/e2e only"
+	@echo "  test-galera       run tests/galera only (a throwaway 3-node Galera cluster, 3 masters)"
 	@echo "  test-package      build the wheel, install it into a fresh virtualenv with SALT, run tests/e2e/package"
 	@echo "  dist              build the sdist and the wheel into dist/"
 	@echo "  lint              ruff check (configured in pyproject.toml)"
@@ -57,6 +58,7 @@ help:
 	@echo "  bench             benchmark reactor and engine modes against their peers (~10 min; bench/README.md)"
 	@echo "  bench-settings    benchmark the reactor's Salt settings (~5 min)"
 	@echo "  bench-forgeries   how long a forged return holds a reactor thread (~10 s)"
+	@echo "  bench-galera      cost of a Galera conflict, time to fail over to another node (~4 min)"
 	@echo "  bench-catch-up    what catch-up rounds and a 10,000-row spool replay cost (~5 min)"
 	@echo "  sql               regenerate sql/mysql.sql, sql/sqlite.sql and sql/postgres.sql from the runner"
 	@echo "  clean             remove .venv/, .demo/, .bench/ and dist/"
@@ -81,6 +83,9 @@ test-integration: $(STAMP)
 
 test-e2e: $(STAMP)
 	$(VENV_PY) -m pytest tests/e2e $(PYTEST_ARGS)
+
+test-galera: $(STAMP)
+	$(VENV_PY) -m pytest tests/galera $(PYTEST_ARGS)
 
 # The tools (ruff, build): one virtualenv for every Salt line, rebuilt when their pins change.
 TOOLS := .venv/tools
@@ -133,6 +138,9 @@ bench-settings: $(STAMP)
 
 bench-forgeries: $(STAMP)
 	$(VENV_PY) bench/forgeries.py
+
+bench-galera: $(STAMP)
+	$(VENV_PY) bench/galera.py
 
 bench-catch-up: $(STAMP)
 	$(VENV_PY) bench/catch_up.py $(BENCH_ARGS)

@@ -99,6 +99,20 @@ Everything else sits under one ``eventstore`` key; all of it is optional:
       catch_up_interval: 60   # seconds between catch-up rounds
       catch_up_after: 60      # seconds a return is left to the reactor/engine before a round stores it
       catch_up_max_jobs: 500  # jobs a round looks at, at most
+      mysql_hosts:            # several nodes of one database (a Galera cluster): tried in order
+        - db1.example.com     # mysql.port unless given
+        - db2.example.com:3307
+
+With ``mysql_hosts``, ``mysql.host`` and ``mysql.port`` are not used; the
+``mysql.*`` user, password, database and TLS keys apply to every host.  The
+host that answers is used until it fails (down, or up but taking no writes:
+a Galera node outside the primary component or not synced yet, ``read_only``),
+then the next one, with one warning; eventstore does not go back to an
+earlier host by itself (the host in use is kept in
+``<spool_dir>/.host-in-use``, through the reactor's reloads and master
+restarts).  A deadlock, a lock wait timeout or a Galera
+certification conflict is retried on the same connection, a few times, and
+is no outage.
 
 The configuration is read once per loaded module, not per stored return: after
 a change, restart the master (the reactor keeps its loaded runners).
@@ -153,6 +167,7 @@ import json
 import logging
 import math
 import os
+import random
 import re
 import sys
 import threading
@@ -239,6 +254,13 @@ REPLAY_BATCH = 100
 #: backfill stores a genuine one this misses.
 UNEXPECTED_WAIT = 0.2
 
+#: How often a transaction that lost to another one (a deadlock, a Galera
+#: certification conflict, a lock wait timeout) is run again, and the first
+#: pause before that in seconds (doubled each time, with jitter): two masters
+#: storing the same return on two Galera nodes conflict once, then find it stored.
+CONFLICT_RETRIES = 5
+CONFLICT_PAUSE = 0.02
+
 #: Rows backfill writes per transaction.
 BACKFILL_BATCH = 500
 
@@ -308,19 +330,8 @@ def _postgres_hosts(hosts, default_port):
     libpq tries them in order and, with ``target_session_attrs=read-write``,
     keeps the first that takes writes (the primary after a failover).
     """
-    if isinstance(hosts, str):
-        hosts = [host.strip() for host in hosts.split(",") if host.strip()]
-    names, ports = [], []
-    for entry in hosts:
-        entry = str(entry).strip()
-        name, colon, port = entry.rpartition(":")
-        if not (colon and port.isdigit()) or (":" in name and not name.endswith("]")):
-            name, port = entry, default_port  # no port, or a bare IPv6 address
-        names.append(name.strip("[]"))
-        ports.append(str(int(port)))
-    if not names:
-        raise ValueError("eventstore: postgres_hosts names no server")
-    return ",".join(names), ",".join(ports)
+    servers = _parse_hosts(hosts, default_port, key="postgres_hosts")
+    return ",".join(name for name, _ in servers), ",".join(str(port) for _, port in servers)
 
 
 def _ignore_globs(value):
@@ -342,6 +353,10 @@ def _resolve_config(opts):
     own = opts.get("eventstore") or {}
     mysql, given = _returner_keys(opts, "mysql", MYSQL_DEFAULTS, opts.get("mysql"))
     mysql["port"] = int(mysql["port"])
+    if own.get("mysql_hosts"):
+        mysql["hosts"], given = _parse_hosts(own["mysql_hosts"], mysql["port"]), True
+    else:
+        mysql["hosts"] = ((mysql["host"], mysql["port"]),)
 
     postgres, postgres_given = _returner_keys(opts, "returner.pgjsonb", POSTGRES_DEFAULTS)
     postgres["port"] = int(postgres["port"])
@@ -388,6 +403,41 @@ def _job_cache_is_local(opts):
         and not opts.get("ext_job_cache")
         and opts.get("master_job_cache", "local_cache") == "local_cache"
     )
+
+
+def _parse_hosts(entries, default_port, key="mysql_hosts"):
+    """
+    ``(host, port)`` of each entry of a host list (``host``, ``host:port``,
+    ``[v6 address]:port``; a list, or one string of them separated by
+    commas), in order.  Pure; raises ``ValueError`` naming ``key`` (the
+    config key) and a bad entry.
+    """
+    if isinstance(entries, str):
+        entries = entries.split(",")
+    if not isinstance(entries, (list, tuple)):
+        raise ValueError(f"eventstore: {key} must be a list of host or host:port, not {entries!r}")
+    hosts = []
+    for entry in entries:
+        text = str(entry).strip()
+        match = re.fullmatch(r"\[([^\]]+)\](?::(\w+))?|([^:\s]+)(?::(\w+))?|([0-9A-Fa-f:]+)", text)
+        if not match:
+            raise ValueError(f"eventstore: {key}: {text!r} is not host or host:port")
+        host = match.group(1) or match.group(3) or match.group(5)
+        port = match.group(2) or match.group(4) or default_port
+        if not str(port).isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"eventstore: {key}: {text!r} has no valid port")
+        hosts.append((host, int(port)))
+    if not hosts:
+        raise ValueError(f"eventstore: {key} is empty")
+    return tuple(hosts)
+
+
+def _host_name(host):
+    """
+    ``host:port`` as a URL writes it (an IPv6 address in brackets).
+    """
+    name, port = host
+    return f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
 
 
 # ---------------------------------------------------------------------------
@@ -1361,6 +1411,22 @@ class _Store:
         """
         return False
 
+    def is_conflict(self, exc):  # pylint: disable=unused-argument
+        """
+        True when the transaction lost to another one (a deadlock, a
+        certification conflict of a replicated cluster, a lock wait timeout):
+        worth running again on the same connection after a short pause.
+        """
+        return False
+
+    def is_not_ready(self, exc):  # pylint: disable=unused-argument
+        """
+        True when the server answers but takes no writes (a cluster node
+        outside the primary component or not synced yet, read-only): worth
+        trying the next of :py:meth:`hosts`.
+        """
+        return False
+
     def is_duplicate(self, exc):
         """
         True when ``exc`` says a unique key is taken (or, adding one, that
@@ -1371,12 +1437,109 @@ class _Store:
     def __init__(self, config):
         self.config = config
         self._local = threading.local()
+        self._hosts_lock = threading.Lock()
+        # Index in hosts() where new connections go first, and the one the log
+        # last named as in use: the one a moment ago, when there are several.
+        self._host_in_use = self._host_logged = self._remembered_host()
+        self._host_failure = None  # why the last host was left
 
     def sql(self, statement):
         return statement
 
-    def connect(self):
+    def hosts(self):
+        """
+        Where the database is, in the order configured: one place, unless
+        the backend takes a list of hosts.
+        """
+        return (None,)
+
+    def connect_to(self, host):
+        """
+        A new connection to ``host``, one of :py:meth:`hosts`.
+        """
         raise NotImplementedError
+
+    def connect(self):
+        """
+        A new connection to the host in use or, when it does not answer, to
+        the next of :py:meth:`hosts` that does; the first error when none does.
+        """
+        hosts = self.hosts()
+        with self._hosts_lock:
+            start = self._host_in_use
+        errors = []
+        for step in range(len(hosts)):
+            index = (start + step) % len(hosts)
+            try:
+                conn = self.connect_to(hosts[index])
+            except Exception as exc:  # pylint: disable=broad-except
+                errors.append(exc)
+                self._host_failed(index, exc)
+                continue
+            self._local.host = index
+            self._using(index, errors[0] if errors else None)
+            return conn
+        raise errors[0]
+
+    def _host_file(self):
+        # In the spool directory, which is this master's: the reactor loads
+        # its runners anew every reactor_refresh_interval (60 s), and a
+        # restarted master should not start on a node it had left either.
+        return os.path.join(self.config.spool_dir, ".host-in-use")
+
+    def _remembered_host(self):
+        """
+        The index in :py:meth:`hosts` of the host in use when this master last
+        moved to another one; the first when it never did.
+        """
+        hosts = self.hosts()
+        if len(hosts) < 2:
+            return 0
+        try:
+            with open(self._host_file(), encoding="utf-8") as handle:
+                name = handle.read().strip()
+        except OSError:
+            return 0
+        names = [_host_name(host) for host in hosts]
+        return names.index(name) if name in names else 0
+
+    def _remember_host(self, index):
+        try:
+            os.makedirs(self.config.spool_dir, mode=0o700, exist_ok=True)
+            temp = f"{self._host_file()}.{uuid.uuid4().hex[:8]}.tmp"
+            with open(temp, "w", encoding="utf-8") as handle:
+                handle.write(_host_name(self.hosts()[index]) + "\n")
+            os.replace(temp, self._host_file())
+        except OSError as exc:
+            log.warning("eventstore: cannot remember the host in use in %s: %s", self._host_file(), exc)
+
+    def _host_failed(self, index, exc):
+        """
+        New connections go to the host after ``index``, unless another
+        thread moved on already.
+        """
+        with self._hosts_lock:
+            if self._host_in_use == index:
+                self._host_in_use = (index + 1) % len(self.hosts())
+                self._host_failure = exc
+
+    def _using(self, index, exc):
+        """
+        Log once per switch which host is in use now, and why.
+        """
+        with self._hosts_lock:
+            self._host_in_use = index
+            if index == self._host_logged:
+                return
+            previous, self._host_logged = self._host_logged, index
+            why = exc or self._host_failure
+        log.warning(
+            "eventstore: storing into %s from now on: %s failed (%s)",
+            _host_name(self.hosts()[index]),
+            _host_name(self.hosts()[previous]),
+            why,
+        )
+        self._remember_host(index)
 
     def is_row_error(self, exc):
         """
@@ -1400,13 +1563,24 @@ class _Store:
             except Exception:  # pylint: disable=broad-except
                 pass
 
+    def _rollback(self, conn):
+        try:
+            conn.rollback()
+        except Exception:  # pylint: disable=broad-except
+            self._drop_connection()
+
     def run(self, work):
         """
         Run ``work(cursor)`` in one transaction on this thread's connection and
-        commit.  A connection the server dropped (idle timeout, restart) is
-        replaced once; all our writes are idempotent, so the retry is safe.
+        commit.  A transaction that lost to another one is run again on the
+        same connection after a short pause, up to ``CONFLICT_RETRIES`` times.
+        A connection the server dropped (idle timeout, restart), or a server
+        that takes no writes, is replaced, on the next host when there are
+        several, once per host.  All our writes are idempotent, so running
+        them again is safe.
         """
-        for attempt in (1, 2):
+        conflicts = reconnects = 0
+        while True:
             conn = self._connection()
             try:
                 cur = conn.cursor()
@@ -1417,15 +1591,21 @@ class _Store:
                 conn.commit()
                 return result
             except Exception as exc:  # pylint: disable=broad-except
-                if self.is_lost_connection(exc):
-                    self._drop_connection()
-                    if attempt == 2:
+                if self.is_conflict(exc):
+                    self._rollback(conn)
+                    if conflicts == CONFLICT_RETRIES:
                         raise
+                    conflicts += 1
+                    time.sleep(_conflict_pause(conflicts, random.random()))
                     continue
-                try:
-                    conn.rollback()
-                except Exception:  # pylint: disable=broad-except
+                not_ready = self.is_not_ready(exc)
+                if (not_ready or self.is_lost_connection(exc)) and reconnects < len(self.hosts()):
+                    reconnects += 1
+                    if not_ready:
+                        self._host_failed(getattr(self._local, "host", 0), exc)
                     self._drop_connection()
+                    continue
+                self._rollback(conn)
                 raise
 
     def create_tables(self):
@@ -1488,6 +1668,16 @@ class _Store:
         The :py:class:`Schema` of ``jids`` and ``salt_returns`` as the database has them.
         """
         raise NotImplementedError
+
+
+def _conflict_pause(attempt, jitter):
+    """
+    Seconds to wait before running a transaction again after its
+    ``attempt``-th conflict: ``CONFLICT_PAUSE`` doubled each time, times 0.5
+    to 1.5 (``jitter`` from 0 to 1), so that two masters that conflicted do
+    not meet again.  Pure.
+    """
+    return CONFLICT_PAUSE * 2 ** (attempt - 1) * (0.5 + jitter)
 
 
 class RowTooBig(ValueError):
@@ -1558,6 +1748,35 @@ def _pymysql_error(exc, *names):
 def _is_duplicate(exc):
     return _pymysql_error(exc, "IntegrityError") and exc.args[:1] == (_DUPLICATE_KEY,)
 
+
+#: A transaction that lost to another and can run again as it is: a deadlock,
+#: which is also how MariaDB reports a Galera certification conflict (1213);
+#: a lock wait timeout (1205); MySQL group replication's certification
+#: failure, "Plugin instructed the server to rollback" (3101).
+_MYSQL_CONFLICT_ERRNOS = {1213, 1205, 3101}
+
+#: A server that is up and takes no writes: a Galera node outside the primary
+#: component or not synced ("WSREP has not yet prepared node for application
+#: use", 1047), read_only or super_read_only (1290; a group replication secondary).
+_MYSQL_NOT_READY_ERRNOS = {1047, 1290}
+
+
+def _mysql_errno(exc):
+    """
+    The server's error number of one of PyMySQL's errors, else ``None``.  Pure.
+    """
+    if _pymysql_error(exc, "MySQLError") and exc.args and isinstance(exc.args[0], int):
+        return exc.args[0]
+    return None
+
+
+def _is_mysql_conflict(exc):
+    return _mysql_errno(exc) in _MYSQL_CONFLICT_ERRNOS
+
+
+def _is_mysql_not_ready(exc):
+    return _mysql_errno(exc) in _MYSQL_NOT_READY_ERRNOS
+
 # MySQL errors about the row itself: data too long, bad string, packet too big.
 _MYSQL_ROW_ERRNOS = {1153, 1366, 1406, 1264, 1265, 1292}
 
@@ -1569,14 +1788,23 @@ class _MySQLStore(_Store):
     def is_lost_connection(self, exc):
         return _pymysql_error(exc, "OperationalError", "InterfaceError")
 
-    def connect(self):
+    def is_conflict(self, exc):
+        return _is_mysql_conflict(exc)
+
+    def is_not_ready(self, exc):
+        return _is_mysql_not_ready(exc)
+
+    def hosts(self):
+        return self.config.mysql["hosts"]
+
+    def connect_to(self, host):
         opts = self.config.mysql
         ssl = {
             name: opts[f"ssl_{name}"] for name in ("ca", "cert", "key") if opts.get(f"ssl_{name}")
         }
         return _Connection(
-            host=opts["host"],
-            port=opts["port"],
+            host=host[0],
+            port=host[1],
             user=opts["user"],
             password=opts["pass"] or "",
             database=opts["db"],
@@ -1629,7 +1857,8 @@ class _MySQLStore(_Store):
 
     def describe(self):
         opts = self.config.mysql
-        return f"mysql://{opts['user']}@{opts['host']}:{opts['port']}/{opts['db']}"
+        hosts = ",".join(_host_name(host) for host in self.hosts())
+        return f"mysql://{opts['user']}@{hosts}/{opts['db']}"
 
     def server_version(self):
         return self.select("SELECT VERSION()", ())[0][0]
@@ -1849,10 +2078,9 @@ class _PostgresStore(_Store):
         return getattr(exc, "sqlstate", None) in _POSTGRES_CONFLICT_STATES
 
     def is_lost_connection(self, exc):
-        # A conflict is an OperationalError too: retried the same way, once.
-        return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and (
-            self.is_conflict(exc) or not self.is_row_error(exc)
-        )
+        # A conflict is an OperationalError too, but _Store.run asks
+        # is_conflict first and runs it again on the same connection.
+        return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and not self.is_row_error(exc)
 
     def describe(self):
         opts = self.config.postgres
@@ -2089,6 +2317,18 @@ class _Writer:
         return self._probe.acquire(blocking=False)
 
     def _went_down(self, exc):
+        if self.db.is_conflict(exc):
+            # Not down: these rows lost to other transactions every time.  They
+            # wait in the spool for the next stored row, without a pause.
+            log.warning(
+                "eventstore: spooling rows that conflicted %d times in a row with other"
+                " writers of %s (%s); they are written back with the next stored row",
+                CONFLICT_RETRIES + 1,
+                self.db.describe(),
+                exc,
+            )
+            self._spool_pending = True
+            return
         with self._lock:
             if self._outage is None:
                 log.warning(

@@ -1,7 +1,9 @@
 """Fixtures and hooks shared by every test tier: a MySQL/MariaDB or PostgreSQL database per test, and CI strictness."""
 
 import os
+import shutil
 import sys
+import tempfile
 
 import pytest
 
@@ -11,6 +13,21 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mysqlserver  # noqa: E402
 import pgserver  # noqa: E402
 from runnerlib import mysql_keys, pgjsonb_keys  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def salt_factories_config():
+    """
+    For the tiers with real Salt daemons (e2e, galera): a root directory of
+    this session's own for the daemons and their launch scripts.  By default salt-factories shares ``/tmp/scripts/cli_salt_*.py``
+    between every run on the machine and never rewrites them, so a run could
+    start its master and minion from another run's Salt (another venv, another
+    version) or share a daemon's directory with a concurrent run.  A short
+    path under /tmp: the daemons' unix sockets live under it.
+    """
+    root_dir = tempfile.mkdtemp(prefix="es-e2e-")
+    yield {"root_dir": root_dir}
+    shutil.rmtree(root_dir, ignore_errors=True)
 
 
 #: What CI services and people set CI to, in any case.

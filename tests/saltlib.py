@@ -42,7 +42,15 @@ def engine_master_config(mysql_server, database, reactor=False, **engine):
     Master config running the eventstore engine with ``engine`` settings (and
     the reactor too, with ``reactor``), storing into ``database``.
     """
-    config = mysql_master_config(mysql_server, database)
+    return with_engine(mysql_master_config(mysql_server, database), reactor, **engine)
+
+
+def with_engine(config, reactor=False, **engine):
+    """
+    ``config`` (a reactor master's) running the eventstore engine with
+    ``engine`` settings, and the reactor too with ``reactor``.
+    """
+    config = dict(config)
     if not reactor:
         del config["reactor"]
     config.update(engines_dirs=[str(REPO / "_engines")], engines=[{"eventstore": engine}])

@@ -3,27 +3,9 @@ A real salt-master with this reactor and runner, a real salt-minion, and a real
 MariaDB (pytest-salt-factories: Salt's own test harness).
 """
 
-import shutil
-import tempfile
-
 import pytest
 import salt.client
 from saltlib import MODULE_DIR, Reactions, mysql_master_config
-
-
-@pytest.fixture(scope="session")
-def salt_factories_config():
-    """
-    A root directory of this session's own for the daemons and their launch
-    scripts.  By default salt-factories shares ``/tmp/scripts/cli_salt_*.py``
-    between every run on the machine and never rewrites them, so a run could
-    start its master and minion from another run's Salt (another venv, another
-    version) or share a daemon's directory with a concurrent run.  A short
-    path under /tmp: the daemons' unix sockets live under it.
-    """
-    root_dir = tempfile.mkdtemp(prefix="es-e2e-")
-    yield {"root_dir": root_dir}
-    shutil.rmtree(root_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="package")

@@ -1,15 +1,17 @@
 """
-Real jobs on a real minion, stored by the reactor into a real PostgreSQL with
-the pgjsonb returner's keys, and read back by Salt's own pgjsonb returner.
+Real jobs on a real minion, stored by the reactor (and by the engine) into a
+real PostgreSQL with the pgjsonb returner's keys, and read back by Salt's own
+pgjsonb returner.
 """
 
 import json
+import time
 
 import pytest
 import salt.client
 import salt.loader
 from runnerlib import pgjsonb_keys
-from saltlib import Reactions, reactor_master_config, run_job
+from saltlib import Reactions, reactor_master_config, run_job, with_engine
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +112,36 @@ def test_salt_run_jobs_and_status_on_postgres(pg_master, pg_client, pg_minion, p
     assert status.returncode == 0
     assert (status.data["backend"], status.data["schema"]) == ("postgres", "ok")
     assert status.data["server_version"].startswith("PostgreSQL ")
+
+
+@pytest.fixture(scope="module")
+def pg_engine_master(salt_factories, postgres_server):
+    database = postgres_server.create_database()
+    keys = pgjsonb_keys(postgres_server, database)
+    overrides = with_engine(reactor_master_config(keys), batch_size=100, max_delay=0.1)
+    factory = salt_factories.salt_master_daemon("es-pg-engine-master", overrides=overrides)
+    try:
+        with factory.started():
+            assert factory.salt_run_cli().run("eventstore.init").returncode == 0
+            factory.database = database
+            yield factory
+    finally:
+        postgres_server.drop_database(database)
+
+
+def test_the_engine_stores_each_return_once_into_postgres(pg_engine_master, postgres_server):
+    minion = pg_engine_master.salt_minion_daemon("es-pg-engine-minion")
+    with minion.started(), salt.client.get_local_client(pg_engine_master.config_file) as client:
+        jids = [run_job(client, minion, "test.echo", [f"engine {n}"])[0] for n in range(5)]
+    with postgres_server.connect(pg_engine_master.database) as conn:
+        deadline = time.time() + 60
+        while True:
+            rows = conn.execute(
+                "SELECT jid, return FROM salt_returns WHERE jid = ANY(%s) ORDER BY jid", (jids,)
+            ).fetchall()
+            loads = conn.execute("SELECT COUNT(*) FROM jids WHERE jid = ANY(%s)", (jids,)).fetchone()
+            if len(rows) >= len(jids) or time.time() > deadline:
+                break
+            time.sleep(0.2)
+    assert rows == [(jid, f"engine {n}") for n, jid in enumerate(jids)]
+    assert loads == (len(jids),)

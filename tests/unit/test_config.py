@@ -28,6 +28,7 @@ def test_a_flat_mysql_key_selects_mysql_with_the_returners_defaults():
         "ssl_ca": None,
         "ssl_cert": None,
         "ssl_key": None,
+        "hosts": (("db.example.com", 3306),),
     }
 
 
