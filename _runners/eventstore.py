@@ -363,7 +363,9 @@ def _resolve_config(opts):
     if postgres["connect_timeout"] is not None:
         postgres["connect_timeout"] = int(postgres["connect_timeout"])
     if own.get("postgres_hosts"):
-        postgres["host"], postgres["port"] = _postgres_hosts(own["postgres_hosts"], postgres["port"])
+        postgres["host"], postgres["port"] = _postgres_hosts(
+            own["postgres_hosts"], postgres["port"]
+        )
 
     backend = own.get("backend")
     if not backend and given and postgres_given:
@@ -373,7 +375,9 @@ def _resolve_config(opts):
         )
     backend = backend or ("mysql" if given else "postgres" if postgres_given else "sqlite")
     if backend not in BACKENDS:
-        raise ValueError(f"eventstore: backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        raise ValueError(
+            f"eventstore: backend must be one of {', '.join(BACKENDS)}, not {backend!r}"
+        )
     cachedir = opts.get("cachedir", "/var/cache/salt/master")
     ignore = tuple(ALWAYS_IGNORED) + tuple(
         glob for glob in _ignore_globs(own.get("ignore_funs")) if glob not in ALWAYS_IGNORED
@@ -653,7 +657,9 @@ def _with_job_cache(data, cached_ret, job_fun=None):
         raise Refused(f"the event's function disagrees with the job's ({str(job_fun)[:50]})")
     # The event's outputter stays when the cache has none (yet): out.p is
     # written after return.p, and waited for only when the event names one.
-    merged = {key: value for key, value in data.items() if key not in ("return", "retcode", "success")}
+    merged = {
+        key: value for key, value in data.items() if key not in ("return", "retcode", "success")
+    }
     merged.update(cached_ret)
     return merged
 
@@ -733,7 +739,9 @@ class _JobCache:
         writes each file whole (write, then rename), so a file that does not
         decode is damaged: refused, with one log line.
         """
-        path = os.path.join(salt.utils.jid.jid_dir(parts[0], self.job_dir, self.hash_type), *parts[1:])
+        path = os.path.join(
+            salt.utils.jid.jid_dir(parts[0], self.job_dir, self.hash_type), *parts[1:]
+        )
         try:
             with open(path, "rb") as handle:
                 return salt.payload.load(handle)
@@ -785,7 +793,11 @@ class _JobCache:
             return False
         folder = salt.utils.jid.jid_dir(jid, self.job_dir, self.hash_type)
         try:
-            lists = [name for name in os.listdir(folder) if name.startswith(".minions") and name.endswith(".p")]
+            lists = [
+                name
+                for name in os.listdir(folder)
+                if name.startswith(".minions") and name.endswith(".p")
+            ]
             for name in lists:
                 minions = self._read(jid, name)
                 if not isinstance(minions, list) or minion in minions:
@@ -1013,7 +1025,6 @@ def _positive_int(value, name):
     if number < 1:
         raise ValueError(f"{name} must be a whole number above 0, not {value!r}")
     return number
-
 
 
 #: How far past the cutoff prune walks salt_returns' jid index looking for
@@ -1260,16 +1271,22 @@ def _postgres_tables(sqlite_tables):
     for statement in sqlite_tables:
         statement = (
             statement.replace("`", '"')
-            .replace("TIMESTAMP DEFAULT CURRENT_TIMESTAMP", "TIMESTAMP WITH TIME ZONE DEFAULT NOW()")
+            .replace(
+                "TIMESTAMP DEFAULT CURRENT_TIMESTAMP", "TIMESTAMP WITH TIME ZONE DEFAULT NOW()"
+            )
             .replace("longtext", "text")
         )
         statement = re.sub(r"(varchar\(\d+\))", r'\1 COLLATE "C"', statement)
         # pgjsonb's index names: idx_salt_returns_id, not salt_returns_id.
-        statement = re.sub(r'INDEX IF NOT EXISTS "(\w+)" ON', r'INDEX IF NOT EXISTS "idx_\1" ON', statement)
+        statement = re.sub(
+            r'INDEX IF NOT EXISTS "(\w+)" ON', r'INDEX IF NOT EXISTS "idx_\1" ON', statement
+        )
         statements.append(statement.replace("mediumtext", "jsonb"))
         table = re.match(r'CREATE TABLE IF NOT EXISTS "(\w+)"', statement)
         for column in re.findall(r'"(\w+)" mediumtext', statement):
-            index = _PGJSONB_INDEX_NAMES.get((table.group(1), column), f"idx_{table.group(1)}_{column}")
+            index = _PGJSONB_INDEX_NAMES.get(
+                (table.group(1), column), f"idx_{table.group(1)}_{column}"
+            )
             statements.append(
                 f'CREATE INDEX IF NOT EXISTS "{index}" ON "{table.group(1)}" USING gin ("{column}")'
                 " WITH (fastupdate = on)"
@@ -1511,7 +1528,9 @@ class _Store:
                 handle.write(_host_name(self.hosts()[index]) + "\n")
             os.replace(temp, self._host_file())
         except OSError as exc:
-            log.warning("eventstore: cannot remember the host in use in %s: %s", self._host_file(), exc)
+            log.warning(
+                "eventstore: cannot remember the host in use in %s: %s", self._host_file(), exc
+            )
 
     def _host_failed(self, index, exc):
         """
@@ -1777,6 +1796,7 @@ def _is_mysql_conflict(exc):
 def _is_mysql_not_ready(exc):
     return _mysql_errno(exc) in _MYSQL_NOT_READY_ERRNOS
 
+
 # MySQL errors about the row itself: data too long, bad string, packet too big.
 _MYSQL_ROW_ERRNOS = {1153, 1366, 1406, 1264, 1265, 1292}
 
@@ -1904,7 +1924,7 @@ class _SQLiteStore(_Store):
             cur.execute("SELECT `sql` FROM `sqlite_master` WHERE `name` = ?", (source,))
             (ddl,) = cur.fetchone()
             head = re.match(r"CREATE TABLE\s+(\"[^\"]+\"|`[^`]+`|\[[^\]]+\]|\S+)", ddl)
-            cur.execute(f"CREATE TABLE IF NOT EXISTS `{target}`" + ddl[head.end():])
+            cur.execute(f"CREATE TABLE IF NOT EXISTS `{target}`" + ddl[head.end() :])
 
         self.run(work)
 
@@ -1964,7 +1984,9 @@ def _postgres_sql(statement):
     """
     statement = re.sub(r"CAST\((`\w+`) AS BINARY\)", r"\1", statement).replace("`", '"')
     if statement.startswith("INSERT IGNORE INTO "):
-        statement = "INSERT INTO " + statement[len("INSERT IGNORE INTO ") :] + " ON CONFLICT DO NOTHING"
+        statement = (
+            "INSERT INTO " + statement[len("INSERT IGNORE INTO ") :] + " ON CONFLICT DO NOTHING"
+        )
     return statement
 
 
@@ -2080,7 +2102,9 @@ class _PostgresStore(_Store):
     def is_lost_connection(self, exc):
         # A conflict is an OperationalError too, but _Store.run asks
         # is_conflict first and runs it again on the same connection.
-        return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)) and not self.is_row_error(exc)
+        return isinstance(
+            exc, (psycopg.OperationalError, psycopg.InterfaceError)
+        ) and not self.is_row_error(exc)
 
     def describe(self):
         opts = self.config.postgres
@@ -2095,7 +2119,9 @@ class _PostgresStore(_Store):
         for table, index, column in self.select(_POSTGRES_UNIQUE_KEYS, RETURNER_TABLES):
             unique.setdefault(table, {}).setdefault(index, []).append(column)
         return Schema(
-            tables, {table: {tuple(key) for key in keys.values()} for table, keys in unique.items()}, {}
+            tables,
+            {table: {tuple(key) for key in keys.values()} for table, keys in unique.items()},
+            {},
         )
 
 
@@ -2581,8 +2607,9 @@ def _store_events(events):
     """
     # No __context__["retcode"] here: the reactor shares one context between
     # all its runner calls, so one failure would mark every later job failed.
-    counts = dict.fromkeys(("stored", "duplicate", "ignored", "refused", "spooled",
-                            "dead-lettered", "failed"), 0)
+    counts = dict.fromkeys(
+        ("stored", "duplicate", "ignored", "refused", "spooled", "dead-lettered", "failed"), 0
+    )
     load_counts = dict.fromkeys(counts, 0)
     jobs = []
     for event in events or ():
@@ -2876,7 +2903,9 @@ def status():
     try:
         spool.check_writable()
     except OSError as exc:
-        problems.append(f"the spool cannot be written, rows would be lost while the database is down: {exc}")
+        problems.append(
+            f"the spool cannot be written, rows would be lost while the database is down: {exc}"
+        )
     try:
         report["server_version"] = store_.server_version()
     except Exception as exc:  # pylint: disable=broad-except
@@ -3192,8 +3221,14 @@ def _copy_jobs(runtime, jids, returners=None):
     """
     cache = __opts__.get("master_job_cache", "local_cache")
     returners = returners or salt.loader.returners(__opts__, {})
-    counts = {"jobs read": 0, "loads added": 0, "returns added": 0, "spooled": 0,
-              "dead-lettered": 0, "refused": 0}
+    counts = {
+        "jobs read": 0,
+        "loads added": 0,
+        "returns added": 0,
+        "spooled": 0,
+        "dead-lettered": 0,
+        "refused": 0,
+    }
     # Written in batches, each table's in one transaction: a day of jobs on a
     # big master is many thousand rows.
     pending = {LoadRow: [], ReturnRow: []}
@@ -3220,7 +3255,12 @@ def _copy_jobs(runtime, jids, returners=None):
         try:
             rows.append(_job_load(job, load))
             for minion_id, ret in returners[f"{cache}.get_jid"](job).items():
-                data = {"id": minion_id, "jid": job, "fun": load["fun"], "fun_args": load.get("arg", [])}
+                data = {
+                    "id": minion_id,
+                    "jid": job,
+                    "fun": load["fun"],
+                    "fun_args": load.get("arg", []),
+                }
                 data.update(ret)
                 rows.append(_return_row(job, minion_id, data, runtime.config.ignore_funs))
         except Refused as exc:
@@ -3245,7 +3285,9 @@ def _copy_jobs(runtime, jids, returners=None):
 # a master restart goes on from where the last round stopped.
 # ---------------------------------------------------------------------------
 
-CatchUpSettings = namedtuple("CatchUpSettings", "enabled interval after max_jobs state_path lock_path")
+CatchUpSettings = namedtuple(
+    "CatchUpSettings", "enabled interval after max_jobs state_path lock_path"
+)
 
 #: How far before the last round's end a round looks again: job folders
 #: whose mtime a coarse or stepped clock put just before it.
@@ -3383,7 +3425,9 @@ def _returned_minions(folder):
         except FileNotFoundError:  # the master writes it (prep_jid); a load names it too
             with open(os.path.join(folder, ".load.p"), "rb") as handle:
                 jid = str((salt.payload.load(handle) or {}).get("jid", ""))
-        minions = {entry.name for entry in os.scandir(folder) if entry.is_dir(follow_symlinks=False)}
+        minions = {
+            entry.name for entry in os.scandir(folder) if entry.is_dir(follow_symlinks=False)
+        }
     except Exception:  # pylint: disable=broad-except
         return None  # being removed, or damaged: backfill by hand reads what is left
     return (jid, minions) if JID_PATTERN.fullmatch(jid) else None
@@ -3404,7 +3448,9 @@ def _jobs_lacking(store_, jobs):
         stored = {}
         for jid, minion in store_.select(_CATCH_UP_STORED.format(marks=marks), tuple(chunk)):
             stored.setdefault(jid, set()).add(minion)
-        loaded = {jid for (jid,) in store_.select(_CATCH_UP_LOADED.format(marks=marks), tuple(chunk))}
+        loaded = {
+            jid for (jid,) in store_.select(_CATCH_UP_LOADED.format(marks=marks), tuple(chunk))
+        }
         lacking.extend(
             jid for jid in chunk if jid not in loaded or jobs[jid] - stored.get(jid, set())
         )
@@ -3514,9 +3560,14 @@ def _catch_up_if_due(force=False):
         try:
             state = _catch_up_round(_runtime(), settings, state, now)
         except Exception as exc:  # pylint: disable=broad-except
-            log.error("eventstore: catch-up round failed, tried again in %ds: %s", settings.interval, exc)
-            state = dict(state, error=f"{datetime.datetime.fromtimestamp(now, _UTC).isoformat()}: {exc}",
-                         next_round=now + settings.interval)
+            log.error(
+                "eventstore: catch-up round failed, tried again in %ds: %s", settings.interval, exc
+            )
+            state = dict(
+                state,
+                error=f"{datetime.datetime.fromtimestamp(now, _UTC).isoformat()}: {exc}",
+                next_round=now + settings.interval,
+            )
         _write_catch_up_state(settings.state_path, state)
         return dict(state, ran=True)
     finally:
@@ -3621,8 +3672,11 @@ def catch_up(force=True, background=False):
     """
     settings = _catch_up_settings(__opts__)
     if not settings.enabled:
-        return {"enabled": False, "ran": False,
-                "why": "catch_up is off, or the job cache is not local_cache"}
+        return {
+            "enabled": False,
+            "ran": False,
+            "why": "catch_up is off, or the job cache is not local_cache",
+        }
     if _truthy(background):
         _start_catch_up_thread()
         return _catch_up_report(_read_catch_up_state(settings.state_path), settings)
@@ -3641,7 +3695,8 @@ def _catch_up_report(state, settings):
         "last_round": state.get("last_round"),
         "last_round_that_stored": state.get("last_round_that_stored"),
         "error": state.get("error"),
-        "next_round": None if next_round is None
+        "next_round": None
+        if next_round is None
         else datetime.datetime.fromtimestamp(next_round, _UTC).isoformat(),
         "next_round_in": None if next_round is None else max(round(next_round - time.time(), 1), 0),
     }
@@ -3919,7 +3974,9 @@ def _remove_duplicate_returns(store_, batch_size):
             copies.setdefault((row.jid, row.id), []).append(row)
         cur.execute(sql(_DELETE_DUPLICATES), bounds)
         deleted = cur.rowcount
-        cur.executemany(sql(_REINSERT_RETURN), [tuple(_first_return(rows)) for rows in copies.values()])
+        cur.executemany(
+            sql(_REINSERT_RETURN), [tuple(_first_return(rows)) for rows in copies.values()]
+        )
         return deleted - len(copies)
 
     last, removed = store_.run(find), 0

@@ -56,7 +56,14 @@ def write_job_cache(opts, jobs, minions):
         os.makedirs(folder)
         with open(os.path.join(folder, "jid"), "w", encoding="utf-8") as handle:
             handle.write(jid)
-        load = {"jid": jid, "fun": "cmd.run", "arg": ["uptime"], "tgt": "*", "tgt_type": "glob", "user": "root"}
+        load = {
+            "jid": jid,
+            "fun": "cmd.run",
+            "arg": ["uptime"],
+            "tgt": "*",
+            "tgt_type": "glob",
+            "user": "root",
+        }
         dump(os.path.join(folder, ".load.p"), load)
         dump(os.path.join(folder, ".minions.p"), names)
         for minion in names:
@@ -91,7 +98,9 @@ def main():
     root = tempfile.mkdtemp(prefix="es-bench-catch-up-")
     try:
         opts = salt.config.master_config(None)
-        opts.update(cachedir=os.path.join(root, "cache"), **mysql_keys(server, server.create_database()))
+        opts.update(
+            cachedir=os.path.join(root, "cache"), **mysql_keys(server, server.create_database())
+        )
         # Live stores in the spool part are taken as they come (no job cache for them).
         opts["eventstore"] = {"catch_up_after": 0, "verify_returns": False}
         es = load_runner(opts)
@@ -110,7 +119,9 @@ def rounds_on_a_big_job_cache(es, opts, mysqld, args):
     max_jobs = es._catch_up_settings(opts).max_jobs
     started = time.monotonic()
     jids = write_job_cache(opts, args.jobs, args.minions)
-    say(f"job cache: {args.jobs} jobs x {args.minions} minions written in {time.monotonic() - started:.0f} s")
+    say(
+        f"job cache: {args.jobs} jobs x {args.minions} minions written in {time.monotonic() - started:.0f} s"
+    )
 
     # Rounds store the whole job cache, max_jobs jobs a round.
     rounds, total_cpu, total_db, total_wall, stored = 0, 0.0, 0.0, 0.0, 0
@@ -121,15 +132,19 @@ def rounds_on_a_big_job_cache(es, opts, mysqld, args):
         stored += report["stored"]["returns"]
         if not report["more to do"]:
             break
-    say(f"storing: {stored} returns in {rounds} rounds of {max_jobs} jobs: {total_wall:.1f} s,"
+    say(
+        f"storing: {stored} returns in {rounds} rounds of {max_jobs} jobs: {total_wall:.1f} s,"
         f" {stored / total_wall:.0f} returns/s; CPU {total_cpu:.1f} s eventstore + {total_db:.1f} s MariaDB"
-        f" ({1000 * total_cpu / stored:.2f} ms per return); a round {total_wall / rounds:.2f} s")
+        f" ({1000 * total_cpu / stored:.2f} ms per return); a round {total_wall / rounds:.2f} s"
+    )
 
     # Nothing changed since the last round: the round every interval on a quiet master.
     quiet = [timed_round(es, mysqld) for _ in range(5)]
-    say("no-op round, nothing changed: CPU s "
+    say(
+        "no-op round, nothing changed: CPU s "
         f"{statistics.median(q[1] for q in quiet):.3f} (MariaDB {statistics.median(q[2] for q in quiet):.3f}),"
-        f" wall {statistics.median(q[3] for q in quiet):.3f} s, jobs looked at {quiet[0][0]['jobs changed']}")
+        f" wall {statistics.median(q[3] for q in quiet):.3f} s, jobs looked at {quiet[0][0]['jobs changed']}"
+    )
 
     # A busy master: max_jobs jobs changed since the last round, all stored already.
     job_dir = os.path.join(opts["cachedir"], "jobs")
@@ -139,9 +154,11 @@ def rounds_on_a_big_job_cache(es, opts, mysqld, args):
         for jid in jids[-max_jobs:]:
             os.utime(salt.utils.jid.jid_dir(jid, job_dir, "sha256"), (now, now))
         busy.append(timed_round(es, mysqld))
-    say(f"no-op round, {max_jobs} jobs x {args.minions} minions changed, all stored: CPU s"
+    say(
+        f"no-op round, {max_jobs} jobs x {args.minions} minions changed, all stored: CPU s"
         f" {statistics.median(b[1] for b in busy):.3f} (MariaDB {statistics.median(b[2] for b in busy):.3f}),"
-        f" wall {statistics.median(b[3] for b in busy):.3f} s")
+        f" wall {statistics.median(b[3] for b in busy):.3f} s"
+    )
 
     # The first round ever on a master whose database holds everything already.
     os.unlink(es._catch_up_settings(opts).state_path)
@@ -152,8 +169,10 @@ def rounds_on_a_big_job_cache(es, opts, mysqld, args):
         total_cpu, total_db = total_cpu + used, total_db + db_used
         if not report["more to do"]:
             break
-    say(f"first rounds ever over the whole job cache, all stored: {rounds} rounds, CPU {total_cpu:.1f} s"
-        f" (MariaDB {total_db:.1f} s), {total_cpu / rounds:.3f} s a round")
+    say(
+        f"first rounds ever over the whole job cache, all stored: {rounds} rounds, CPU {total_cpu:.1f} s"
+        f" (MariaDB {total_db:.1f} s), {total_cpu / rounds:.3f} s a round"
+    )
 
 
 def spool_replay(opts, rows):
@@ -180,16 +199,20 @@ def spool_replay(opts, rows):
     # After a restart, a live store writes back REPLAY_BATCH spooled rows after its own row.
     spooled_p50, spooled_max = live_store_ms()
     left = len(writer.spool.names())
-    say(f"spool: {rows} rows; a live store writing back {es.REPLAY_BATCH} of them took {spooled_p50:.0f} ms p50,"
-        f" {spooled_max:.0f} ms max ({rows - left} written back by 30 live stores)")
+    say(
+        f"spool: {rows} rows; a live store writing back {es.REPLAY_BATCH} of them took {spooled_p50:.0f} ms p50,"
+        f" {spooled_max:.0f} ms max ({rows - left} written back by 30 live stores)"
+    )
     # Catch-up rounds write back the rest, CATCH_UP_REPLAY rows each, one every CATCH_UP_PAUSE s.
     began, used, rounds = time.monotonic(), cpu(), 0
     while writer.spool.names(1):
         es.catch_up()
         rounds += 1
     wall = time.monotonic() - began
-    say(f"catch-up rounds wrote back the other {left} rows in {rounds} rounds, {wall:.1f} s of work"
-        f" ({left / wall:.0f} rows/s, CPU {cpu() - used:.1f} s; the rounds are {es.CATCH_UP_PAUSE:.0f} s apart)")
+    say(
+        f"catch-up rounds wrote back the other {left} rows in {rounds} rounds, {wall:.1f} s of work"
+        f" ({left / wall:.0f} rows/s, CPU {cpu() - used:.1f} s; the rounds are {es.CATCH_UP_PAUSE:.0f} s apart)"
+    )
     empty_p50, empty_max = live_store_ms()
     say(f"a live store with the spool empty: {empty_p50:.0f} ms p50, {empty_max:.0f} ms max")
 

@@ -30,7 +30,10 @@ def main():
     es.init()
     wait = es._runtime().config.job_cache_wait
     cases = [
-        ("jid this master never saw", [ret_event(jid=f"2099010100000000{n:04d}") for n in range(50)]),
+        (
+            "jid this master never saw",
+            [ret_event(jid=f"2099010100000000{n:04d}") for n in range(50)],
+        ),
         ("minion the job did not target", [ret_event(minion=f"victim{n}") for n in range(20)]),
         ("targeted minion not returned yet, first event", [ret_event(minion="web2")]),
         ("the same again", [ret_event(minion="web2") for _ in range(20)]),
@@ -44,8 +47,10 @@ def main():
             started = time.monotonic()
             verdicts.add(es.store(*event))
             seconds.append(time.monotonic() - started)
-        print(f"| {label} | {len(events)} | {', '.join(sorted(verdicts))} | "
-              f"{statistics.median(seconds) * 1000:.1f} |")
+        print(
+            f"| {label} | {len(events)} | {', '.join(sorted(verdicts))} | "
+            f"{statistics.median(seconds) * 1000:.1f} |"
+        )
 
 
 if __name__ == "__main__":

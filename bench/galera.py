@@ -78,17 +78,25 @@ def conflicts(cluster, database):
         return added
 
     es._MySQLStore._insert_new = hooked
-    cases = {"plain store()": [], "store() of a row stored already": [], "store() meeting a conflict": []}
+    cases = {
+        "plain store()": [],
+        "store() of a row stored already": [],
+        "store() meeting a conflict": [],
+    }
     other = []  # ms the other writer took, inside the timed store(): not the store's
     verdicts = {case: set() for case in cases}
     for n in range(ROUNDS):
         jid = f"2026113000000000{n:04d}"
         for case in cases:
-            minion = {"plain store()": "plain", "store() meeting a conflict": "conflict"}.get(case, "plain")
+            minion = {"plain store()": "plain", "store() meeting a conflict": "conflict"}.get(
+                case, "plain"
+            )
             if case == "store() meeting a conflict":
                 pending.append(
                     lambda j=jid: other.append(
-                        timed(lambda: other_master_writes(cluster.nodes[1], database, j, "conflict"))[0]
+                        timed(
+                            lambda: other_master_writes(cluster.nodes[1], database, j, "conflict")
+                        )[0]
                     )
                 )
             ms, verdict = timed(lambda: es.store(*ret_event(minion=minion, jid=jid)))
@@ -101,8 +109,10 @@ def conflicts(cluster, database):
     print("|---|---|---|---|")
     for case, times in cases.items():
         times.sort()
-        print(f"| {case} | {', '.join(sorted(verdicts[case]))} | {statistics.median(times):.1f} |"
-              f" {times[int(len(times) * 0.9)]:.1f} |")
+        print(
+            f"| {case} | {', '.join(sorted(verdicts[case]))} | {statistics.median(times):.1f} |"
+            f" {times[int(len(times) * 0.9)]:.1f} |"
+        )
 
 
 def failover(cluster, database, how, first=0, run=0):
@@ -162,7 +172,9 @@ def main():
                 gap, seen = failover(cluster, database, how, first, runs)
                 gaps.append(gap)
                 verdicts |= seen
-            print(f"| {label} | {', '.join(f'{g:.2f}' for g in gaps)} | {', '.join(sorted(verdicts))} |")
+            print(
+                f"| {label} | {', '.join(f'{g:.2f}' for g in gaps)} | {', '.join(sorted(verdicts))} |"
+            )
     finally:
         cluster.stop()
 

@@ -132,7 +132,9 @@ class Bench:
     def salt_run(self, master, *args):
         result = subprocess.run(
             [str(BIN / "salt-run"), "-c", str(master.conf_file.parent), *args],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             raise RuntimeError(f"salt-run {' '.join(args)}: {result.stdout}{result.stderr}")
@@ -180,8 +182,9 @@ def wait_for(get, expected, idle=10.0, fire=None):
 # ---------------------------------------------------------------------------
 
 
-def reactor_master(bench, name="reactor", lines=("salt/job/*/new", "salt/job/*/ret/*"), sls=None,
-                   **settings):
+def reactor_master(
+    bench, name="reactor", lines=("salt/job/*/new", "salt/job/*/ret/*"), sls=None, **settings
+):
     """
     A master reacting to ``lines`` with eventstore's reactor SLS (or ``sls``),
     and to the same lines under ``bench/noop/`` with the do-nothing runner.
@@ -193,7 +196,8 @@ def reactor_master(bench, name="reactor", lines=("salt/job/*/new", "salt/job/*/r
     sls = sls or (REPO / "reactor" / "eventstore.sls").read_text()
     reactor = [{line: [str(root / "srv/reactor/eventstore.sls")]} for line in lines]
     reactor += [
-        {line.replace("salt/job/", "bench/noop/"): [str(root / "srv/reactor/noop.sls")]} for line in lines
+        {line.replace("salt/job/", "bench/noop/"): [str(root / "srv/reactor/noop.sls")]}
+        for line in lines
     ]
     overrides = dict(
         mysql,
@@ -256,7 +260,9 @@ def reactor_burst(bench, rig, mode, returns):
 
 
 def part_reactor(bench, returns, rounds):
-    say(f"reactor mode: {returns} returns through a do-nothing runner and eventstore, {rounds} rounds")
+    say(
+        f"reactor mode: {returns} returns through a do-nothing runner and eventstore, {rounds} rounds"
+    )
     rig = reactor_master(bench)
     results = {"noop": [], "eventstore": []}
     for _ in range(rounds):
@@ -265,7 +271,8 @@ def part_reactor(bench, returns, rounds):
     for mode, label in (("noop", "do-nothing runner"), ("eventstore", "eventstore.store")):
         runs = results[mode]
         row(
-            "reactor", label,
+            "reactor",
+            label,
             returns=f"{returns}+{returns // workload.MINIONS_PER_JOB} loads",
             per_s=round(statistics.mean(r["per_s"] for r in runs), 1),
             lost=sum(r["lost"] for r in runs),
@@ -281,11 +288,14 @@ def part_reactor(bench, returns, rounds):
 
 
 def part_latency(bench, rig, rate=20, seconds=30):
-    say(f"latency: reactor mode at a steady {rate} returns/s for {seconds} s, eventstore and do-nothing")
+    say(
+        f"latency: reactor mode at a steady {rate} returns/s for {seconds} s, eventstore and do-nothing"
+    )
     for mode in ("eventstore", "noop"):
         latencies, lost = steady(bench, rig, mode, rate, seconds)
         row(
-            "latency", f"{rate} returns/s, " + ("eventstore" if mode != "noop" else "do-nothing runner"),
+            "latency",
+            f"{rate} returns/s, " + ("eventstore" if mode != "noop" else "do-nothing runner"),
             returns=len(latencies),
             lost=lost,
             other=f"event to {'committed row' if mode != 'noop' else 'runner done'}:"
@@ -316,8 +326,10 @@ def steady(bench, rig, mode, rate, seconds):
                     seen[n] = now
             else:
                 with conn.cursor() as cur:
-                    cur.execute("SELECT jid, id FROM salt_returns WHERE jid IN %s",
-                                ([job.jid for job in jobs],))
+                    cur.execute(
+                        "SELECT jid, id FROM salt_returns WHERE jid IN %s",
+                        ([job.jid for job in jobs],),
+                    )
                     done = {f"salt/job/{jid}/ret/{minion}" for jid, minion in cur.fetchall()}
                 conn.commit()
                 for n, (tag, _) in enumerate(events):
@@ -357,17 +369,46 @@ def poll_events(job, job_seconds):
     events = []
     for _ in range(poll_count(job_seconds)):
         jid = workload.new_jid()
-        events.append((f"salt/job/{jid}/new", {
-            "jid": jid, "tgt_type": "list", "tgt": job.minions, "user": "root",
-            "fun": "saltutil.find_job", "arg": [job.jid], "minions": job.minions, "missing": [],
-        }))
+        events.append(
+            (
+                f"salt/job/{jid}/new",
+                {
+                    "jid": jid,
+                    "tgt_type": "list",
+                    "tgt": job.minions,
+                    "user": "root",
+                    "fun": "saltutil.find_job",
+                    "arg": [job.jid],
+                    "minions": job.minions,
+                    "missing": [],
+                },
+            )
+        )
         for minion in job.minions:
-            events.append((f"salt/job/{jid}/ret/{minion}", {
-                "cmd": "_return", "id": minion, "jid": jid, "fun": "saltutil.find_job",
-                "fun_args": [job.jid], "retcode": 0, "success": True, "user": "root",
-                "return": {"jid": job.jid, "fun": job.kind, "pid": 4242, "user": "root",
-                           "arg": job.arg, "tgt": "bench-*", "tgt_type": "glob"},
-            }))
+            events.append(
+                (
+                    f"salt/job/{jid}/ret/{minion}",
+                    {
+                        "cmd": "_return",
+                        "id": minion,
+                        "jid": jid,
+                        "fun": "saltutil.find_job",
+                        "fun_args": [job.jid],
+                        "retcode": 0,
+                        "success": True,
+                        "user": "root",
+                        "return": {
+                            "jid": job.jid,
+                            "fun": job.kind,
+                            "pid": 4242,
+                            "user": "root",
+                            "arg": job.arg,
+                            "tgt": "bench-*",
+                            "tgt_type": "glob",
+                        },
+                    },
+                )
+            )
     return events
 
 
@@ -434,7 +475,9 @@ def storm(bench, rig, jobs, job_seconds):
         start = time.time()
         rig["bus"].fire(real)
         got, end = wait_for(
-            lambda: bench.count(rig["db"], "SELECT COUNT(*) FROM salt_returns") - base, returns, idle=60
+            lambda: bench.count(rig["db"], "SELECT COUNT(*) FROM salt_returns") - base,
+            returns,
+            idle=60,
         )
         reactor_idle(rig, runner_jobs)
         cpu2, jobs2 = cpu_seconds([rig["reactor"]]), runner_jobs.started
@@ -442,8 +485,11 @@ def storm(bench, rig, jobs, job_seconds):
         runner_jobs.close()
     # The do-nothing sentinels cost a reaction each: 1 in the polls' phase, 1 in the real one.
     return {
-        "polls": len(polls), "real_events": len(real), "stored": got,
-        "runner_jobs_polls": jobs1 - jobs0, "runner_jobs_real": jobs2 - jobs1,
+        "polls": len(polls),
+        "real_events": len(real),
+        "stored": got,
+        "runner_jobs_polls": jobs1 - jobs0,
+        "runner_jobs_real": jobs2 - jobs1,
         "cpu_per_poll_ms": (cpu1 - cpu0) / max(len(polls), 1) * 1000,
         "cpu_per_stored_ms": (cpu2 - cpu1) / max(got, 1) * 1000,
         "polls_per_s": len(polls) / polls_seconds,
@@ -482,7 +528,11 @@ def largest_fleet(job_seconds, runner_jobs_per_s, ignored_seconds, polls_start_r
 
 #: (name, reactor lines, whether the SLS decides polls): what a master ran before and after.
 POLL_CONFIGS = (
-    ("before: new + ret lines, every event to the runner", ("salt/job/*/new", "salt/job/*/ret/*"), False),
+    (
+        "before: new + ret lines, every event to the runner",
+        ("salt/job/*/new", "salt/job/*/ret/*"),
+        False,
+    ),
     ("after: ret line, polls and ignore_funs decided in the SLS", ("salt/job/*/ret/*",), True),
 )
 
@@ -494,15 +544,20 @@ def poll_master(bench, name, lines, decides):
 
 
 def part_polls(bench, minions_jobs=3, job_seconds=60, one_minion_jobs=200):
-    say(f"poll storm: {minions_jobs} jobs of {workload.MINIONS_PER_JOB} minions running {job_seconds} s"
-        f" ({poll_count(job_seconds)} polls each), then {one_minion_jobs} one-minion jobs")
+    say(
+        f"poll storm: {minions_jobs} jobs of {workload.MINIONS_PER_JOB} minions running {job_seconds} s"
+        f" ({poll_count(job_seconds)} polls each), then {one_minion_jobs} one-minion jobs"
+    )
     fleets = {}
     for n, (case, lines, decides) in enumerate(POLL_CONFIGS):
         rig = poll_master(bench, f"polls{n}", lines, decides)
-        result = storm(bench, rig, workload.burst(minions_jobs * workload.MINIONS_PER_JOB), job_seconds)
+        result = storm(
+            bench, rig, workload.burst(minions_jobs * workload.MINIONS_PER_JOB), job_seconds
+        )
         runner_jobs = result["runner_jobs_polls"] + result["runner_jobs_real"]
         row(
-            "poll storm", case,
+            "poll storm",
+            case,
             returns=f"{result['stored']} stored, {result['polls']} poll events",
             per_s=round(result["stored_per_s"], 1),
             lost=result["real_events"] - minions_jobs - result["stored"],
@@ -514,12 +569,17 @@ def part_polls(bench, minions_jobs=3, job_seconds=60, one_minion_jobs=200):
             f" polls handled at {result['polls_per_s']:.0f}/s",
         )
         fleets[case] = [
-            largest_fleet(seconds, result["stored_per_s"], result["cpu_per_poll_ms"] / 1000, not decides)
+            largest_fleet(
+                seconds, result["stored_per_s"], result["cpu_per_poll_ms"] / 1000, not decides
+            )
             for seconds in (30, 60, 300, 900)
         ]
-        single = storm(bench, rig, [workload.Job("test.ping", minions=1) for _ in range(one_minion_jobs)], 0)
+        single = storm(
+            bench, rig, [workload.Job("test.ping", minions=1) for _ in range(one_minion_jobs)], 0
+        )
         row(
-            "one-minion jobs", case,
+            "one-minion jobs",
+            case,
             returns=single["stored"],
             per_s=round(single["stored_per_s"], 1),
             other=f"runner jobs per stored return {single['runner_jobs_real'] / single['stored']:.2f};"
@@ -528,8 +588,13 @@ def part_polls(bench, minions_jobs=3, job_seconds=60, one_minion_jobs=200):
         rig["bus"].close()
         rig["master"].stop()
     for case, sizes in fleets.items():
-        row("largest fleet", case, other="job of 30 s / 60 s / 5 min / 15 min: "
-            + " / ".join(f"{size:,}" for size in sizes) + " minions")
+        row(
+            "largest fleet",
+            case,
+            other="job of 30 s / 60 s / 5 min / 15 min: "
+            + " / ".join(f"{size:,}" for size in sizes)
+            + " minions",
+        )
 
 
 # ---------------------------------------------------------------------------
@@ -570,7 +635,8 @@ def part_inprocess(bench, returns):
         wall = time.perf_counter() - start
         stored = verdicts.count("stored")
         row(
-            "in process", f"store(), 10 threads, {backend}",
+            "in process",
+            f"store(), 10 threads, {backend}",
             returns=len(events),
             per_s=round(len(events) / wall),
             lost=len(events) - stored,
@@ -590,7 +656,8 @@ def part_inprocess(bench, returns):
                 counts[verdict] = counts.get(verdict, 0) + count
         wall = time.perf_counter() - start
         row(
-            "in process", f"store_events(), batches of 500, {backend}",
+            "in process",
+            f"store_events(), batches of 500, {backend}",
             returns=len(batch),
             per_s=round(len(batch) / wall),
             lost=len(batch) - counts["stored"],
@@ -606,7 +673,9 @@ CONSUMERS = {
     "seed listener (INSERT+COMMIT per event)": {},
     "event_return: mysql": {"event_return": "mysql"},
     "event_return: mysql, event_return_queue 100": {
-        "event_return": "mysql", "event_return_queue": 100, "event_return_queue_max_seconds": 1,
+        "event_return": "mysql",
+        "event_return_queue": 100,
+        "event_return_queue_max_seconds": 1,
     },
     "eventstore engine": {"engines": [{"eventstore": {}}]},
     "eventstore engine, postgres": {"engines": [{"eventstore": {}}], "backend": "postgres"},
@@ -634,7 +703,8 @@ def consumer_rig(bench, case, settings):
         url = f"mysql://{USER}:{PASSWORD}@{bench.db.host}:{bench.db.port}/{db_name}"
         seed = subprocess.Popen(
             [sys.executable, str(HERE / "seed_listener.py"), str(master.conf_file), url],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         bench.children.append(seed)
         seed.stdout.readline()  # "listening"
@@ -708,7 +778,8 @@ def part_engine(bench, returns, big):
         live = consumer_burst(bench, rig, returns)
         backlog = consumer_burst(bench, rig, returns, backlog=True)
         row(
-            "engine mode", case,
+            "engine mode",
+            case,
             returns=returns,
             per_s=round(live["per_s"]),
             lost=live["lost"] + backlog["lost"],
@@ -719,7 +790,8 @@ def part_engine(bench, returns, big):
         if "engines" in settings:
             result = consumer_burst(bench, rig, big)
             row(
-                "engine mode", f"{case}, {big:,} returns",
+                "engine mode",
+                f"{case}, {big:,} returns",
                 returns=big,
                 per_s=round(result["per_s"]),
                 lost=result["lost"],
@@ -744,8 +816,17 @@ def bulk_rows(jobs, minions=100):
         for m in range(minions):
             minion = f"minion-{m:03d}"
             ret = json.dumps({"stdout": f"job {n} on {minion}", "retcode": 0})
-            full = json.dumps({"fun": fun, "jid": jid, "id": minion, "return": json.loads(ret),
-                               "retcode": 0, "success": True, "fun_args": []})
+            full = json.dumps(
+                {
+                    "fun": fun,
+                    "jid": jid,
+                    "id": minion,
+                    "return": json.loads(ret),
+                    "retcode": 0,
+                    "success": True,
+                    "fun_args": [],
+                }
+            )
             yield (fun, jid, ret, minion, "1", full)
 
 
@@ -768,6 +849,7 @@ def part_query(bench, total):
         def flush(rows):
             def work(cur):
                 cur.executemany(statement, rows)
+
             store.run(work)
 
         for values in bulk_rows(jobs):
@@ -789,7 +871,8 @@ def part_query(bench, total):
         explain = {"sqlite": "EXPLAIN QUERY PLAN "}.get(backend, "EXPLAIN ")
         plan = store.select(explain + select, ("x",))
         row(
-            "query", f"eventstore.query jid=, {backend}",
+            "query",
+            f"eventstore.query jid=, {backend}",
             returns=count,
             other=f"p50 {pct(timings, 50):.1f} ms, p99 {pct(timings, 99):.1f} ms for 100 rows"
             f" (loaded in {loaded:.0f} s; plan: {plan_summary(plan)})",
@@ -798,7 +881,13 @@ def part_query(bench, total):
 
 def plan_summary(plan):
     text = " ".join(str(part) for line in plan for part in line if part is not None)
-    for key in ("sqlite_autoindex_salt_returns_1", "salt_returns_jid_id_key", "jid_id", "`jid`", "jid"):
+    for key in (
+        "sqlite_autoindex_salt_returns_1",
+        "salt_returns_jid_id_key",
+        "jid_id",
+        "`jid`",
+        "jid",
+    ):
         if key in text:
             return f"index {key.strip('`')}"
     return text[:60]
@@ -824,7 +913,8 @@ def part_settings(bench, returns):
         rig = reactor_master(bench, f"settings{n}", **settings)
         result = reactor_burst(bench, rig, "eventstore", returns)
         row(
-            "reactor settings", case,
+            "reactor settings",
+            case,
             returns=returns,
             per_s=round(result["per_s"], 1),
             lost=result["lost"],
@@ -862,8 +952,13 @@ def table():
 
 def machine():
     model = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo", encoding="utf-8")
-         if line.startswith("model name")), platform.processor())
+        (
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo", encoding="utf-8")
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return (
         f"{os.cpu_count()} cores ({model}), {psutil.virtual_memory().total / 2**30:.0f} GiB;"
         f" Python {platform.python_version()}, Salt {salt.version.__version__},"
@@ -873,11 +968,18 @@ def machine():
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", action="append",
-                        choices=("reactor", "latency", "inprocess", "engine", "query", "polls"))
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=("reactor", "latency", "inprocess", "engine", "query", "polls"),
+    )
     parser.add_argument("--settings", action="store_true", help="the reactor settings instead")
-    parser.add_argument("--backend", action="append", choices=BACKENDS,
-                        help="the stores the inprocess, engine and query parts measure (default: all)")
+    parser.add_argument(
+        "--backend",
+        action="append",
+        choices=BACKENDS,
+        help="the stores the inprocess, engine and query parts measure (default: all)",
+    )
     parser.add_argument("--returns", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--big", type=int, default=20000)
@@ -921,7 +1023,9 @@ def main():
         f"took {time.time() - started:.0f} s, load average at the end {os.getloadavg()[0]:.2f}\n\n{table()}\n"
     )
     (OUT / ("settings.md" if args.settings else "results.md")).write_text(result)
-    (OUT / ("settings.json" if args.settings else "results.json")).write_text(json.dumps(ROWS, indent=1))
+    (OUT / ("settings.json" if args.settings else "results.json")).write_text(
+        json.dumps(ROWS, indent=1)
+    )
     say("", result)
 
 

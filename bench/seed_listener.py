@@ -24,8 +24,13 @@ def main(config_file, url):
     opts = salt.config.master_config(config_file)
     db = urllib.parse.urlsplit(url)
     conn = pymysql.connect(
-        host=db.hostname, port=db.port, user=db.username, password=db.password or "",
-        database=db.path.lstrip("/"), charset="utf8mb4", autocommit=False,
+        host=db.hostname,
+        port=db.port,
+        user=db.username,
+        password=db.password or "",
+        database=db.path.lstrip("/"),
+        charset="utf8mb4",
+        autocommit=False,
     )
     bus = salt.utils.event.get_master_event(opts, opts["sock_dir"], listen=True)
     print("listening", flush=True)
@@ -34,10 +39,17 @@ def main(config_file, url):
         if "/ret/" not in tag:
             continue
         with conn.cursor() as cur:
-            cur.execute(INSERT, (
-                data.get("fun"), data.get("jid"), json.dumps(data.get("return")), data.get("id"),
-                "1" if data.get("success") else "0", json.dumps(data),
-            ))
+            cur.execute(
+                INSERT,
+                (
+                    data.get("fun"),
+                    data.get("jid"),
+                    json.dumps(data.get("return")),
+                    data.get("id"),
+                    "1" if data.get("success") else "0",
+                    json.dumps(data),
+                ),
+            )
         conn.commit()
 
 

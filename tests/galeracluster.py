@@ -141,7 +141,8 @@ class GaleraCluster:
         while True:
             try:
                 states = [
-                    (n.status("wsrep_local_state_comment"), n.status("wsrep_cluster_size")) for n in nodes
+                    (n.status("wsrep_local_state_comment"), n.status("wsrep_cluster_size"))
+                    for n in nodes
                 ]
             except Exception:  # pylint: disable=broad-except
                 states = None  # a node still starting

@@ -39,7 +39,9 @@ class Server:
         self.unix_socket = unix_socket
 
     def __repr__(self):
-        return f"<{type(self).__name__} {self.user}@{self.host}:{self.port} socket={self.unix_socket}>"
+        return (
+            f"<{type(self).__name__} {self.user}@{self.host}:{self.port} socket={self.unix_socket}>"
+        )
 
     def connect(self, database=None):
         return pymysql.connect(
@@ -123,7 +125,9 @@ class ThrowawayServer(Server):
         self.mysqld = server_binary()
         self.install_db = find_program("mariadb-install-db", "mysql_install_db")
         if not self.mysqld or not self.install_db:
-            raise FileNotFoundError("no mariadbd/mysqld and mariadb-install-db/mysql_install_db found")
+            raise FileNotFoundError(
+                "no mariadbd/mysqld and mariadb-install-db/mysql_install_db found"
+            )
         self.tmpdir = tempfile.mkdtemp(prefix="eventstore-mariadb-")
         super().__init__(
             host="127.0.0.1",
@@ -144,10 +148,14 @@ class ThrowawayServer(Server):
 
     def _common_options(self):
         # --no-defaults must come first: /etc/mysql/my.cnf would point at the system datadir.
-        opts = ["--no-defaults", "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M",
-                # Its own temporary files: in a shared /tmp, mariadb-install-db once
-                # failed on a temporary table name another server had taken.
-                f"--tmpdir={self.tmpdir}"]
+        opts = [
+            "--no-defaults",
+            "--innodb-buffer-pool-size=64M",
+            "--innodb-log-file-size=16M",
+            # Its own temporary files: in a shared /tmp, mariadb-install-db once
+            # failed on a temporary table name another server had taken.
+            f"--tmpdir={self.tmpdir}",
+        ]
         if os.getuid() == 0:
             opts.append("--user=root")  # mariadbd refuses to run as root unless told so
         return opts
@@ -162,7 +170,11 @@ class ThrowawayServer(Server):
             "--force",  # skip the hostname lookup check, which fails on boxes without DNS
         ]
         result = subprocess.run(
-            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}")

@@ -102,7 +102,9 @@ class ThrowawayServer(Server):
     def __init__(self, settings=None, hba=(), timeout=60):
         self.bin = bin_dir()
         if not self.bin:
-            raise FileNotFoundError("no /usr/lib/postgresql/*/bin/initdb (Debian's postgresql package)")
+            raise FileNotFoundError(
+                "no /usr/lib/postgresql/*/bin/initdb (Debian's postgresql package)"
+            )
         self.tmpdir = tempfile.mkdtemp(prefix="eventstore-postgres-")
         super().__init__(port=_free_port(), password=secrets.token_hex(12))
         self.datadir = os.path.join(self.tmpdir, "data")
@@ -185,7 +187,9 @@ class ThrowawayServer(Server):
 
     def pause(self):
         """Stop the server but keep its data, as an outage would."""
-        self._as_owner(os.path.join(self.bin, "pg_ctl"), f"--pgdata={self.datadir}", "--mode=fast", "stop")
+        self._as_owner(
+            os.path.join(self.bin, "pg_ctl"), f"--pgdata={self.datadir}", "--mode=fast", "stop"
+        )
 
     def resume(self):
         """Start the (paused) server on the same port with the same data; returns once it takes connections."""

@@ -96,4 +96,3 @@ def db(mysql_server, e2e_database):
 @pytest.fixture
 def reactions(event_listener, master):
     return Reactions(event_listener, master)
-

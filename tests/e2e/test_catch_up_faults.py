@@ -41,14 +41,18 @@ def catch_up_config(server, name, user, password, engine=True, **extra):
     config = mysql_master_config(server, name, user, password)
     config["eventstore"] = dict(CATCH_UP)
     if engine:
-        config.update(engines_dirs=[str(REPO / "_engines")], engines=[{"eventstore": {"store": False}}])
+        config.update(
+            engines_dirs=[str(REPO / "_engines")], engines=[{"eventstore": {"store": False}}]
+        )
     config.update(extra)
     return config
 
 
 @pytest.fixture(scope="module")
 def setup(salt_factories, database):
-    master = salt_factories.salt_master_daemon("es-catch-up-master", overrides=catch_up_config(*database))
+    master = salt_factories.salt_master_daemon(
+        "es-catch-up-master", overrides=catch_up_config(*database)
+    )
     with master.started():
         assert master.salt_run_cli().run("eventstore.init").returncode == 0
         minion = master.salt_minion_daemon("es-catch-up-minion")
@@ -65,7 +69,9 @@ def job_cache_returns(master, jids):
 def stored_rows(server, name, jids):
     """``[(jid, minion), ...]`` stored for ``jids``, one entry per row."""
     with server.connect(name) as conn, conn.cursor() as cur:
-        cur.execute(f"SELECT jid, id FROM salt_returns WHERE jid IN ({', '.join(['%s'] * len(jids))})", jids)
+        cur.execute(
+            f"SELECT jid, id FROM salt_returns WHERE jid IN ({', '.join(['%s'] * len(jids))})", jids
+        )
         return sorted(cur.fetchall())
 
 
@@ -157,7 +163,9 @@ def test_rows_spooled_when_the_master_stops_are_written_back_after_it_starts(set
     try:
         with salt.client.get_local_client(master.config_file) as client:
             jids = [run_job(client, minion, "test.echo", [f"spooled {n}"])[0] for n in range(3)]
-        assert [reactions.result(f"salt/job/{jid}/ret/{minion.id}") for jid in jids] == ["spooled"] * 3
+        assert [reactions.result(f"salt/job/{jid}/ret/{minion.id}") for jid in jids] == [
+            "spooled"
+        ] * 3
         master.terminate()
     finally:
         server.resume()
@@ -233,7 +241,9 @@ def small_reactor(salt_factories, database):
     A reactor with one thread and room for one waiting reaction, and no
     engine: the catch-up thread is the one a reaction starts in the reactor.
     """
-    overrides = catch_up_config(*database, engine=False, reactor_worker_threads=1, reactor_worker_hwm=1)
+    overrides = catch_up_config(
+        *database, engine=False, reactor_worker_threads=1, reactor_worker_hwm=1
+    )
     master = salt_factories.salt_master_daemon("es-small-reactor-master", overrides=overrides)
     with master.started():
         minion = master.salt_minion_daemon("es-small-reactor-minion")

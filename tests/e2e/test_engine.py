@@ -91,12 +91,16 @@ def test_a_return_holding_bytes_is_stored_which_the_reactor_cannot(
 ):
     path = tmp_path / "not-utf8"
     path.write_bytes(b"\xff\xfe ab")
-    jid, ret = run_job(engine_client, engine_minion, "file.read", [str(path)], kwarg={"binary": True})
+    jid, ret = run_job(
+        engine_client, engine_minion, "file.read", [str(path)], kwarg={"binary": True}
+    )
     ((_, stored),) = rows_of(db, jid)
     assert stored.encode("utf-8", "surrogateescape") == ret == b"\xff\xfe ab"
 
 
-def test_a_return_nested_500_deep_is_stored_which_the_reactor_cannot(engine_client, engine_minion, db):
+def test_a_return_nested_500_deep_is_stored_which_the_reactor_cannot(
+    engine_client, engine_minion, db
+):
     jid, ret = run_job(engine_client, engine_minion, "eventstore_e2e.nested", [500])
     assert rows_of(db, jid) == [(engine_minion.id, ret)]
 
@@ -161,8 +165,10 @@ class TablesLocked:
         deadline = time.time() + timeout
         while time.time() < deadline:
             with self.conn.cursor() as cur:
-                cur.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST"
-                            " WHERE STATE LIKE 'Waiting for table%%' AND INFO LIKE 'INSERT%%'")
+                cur.execute(
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST"
+                    " WHERE STATE LIKE 'Waiting for table%%' AND INFO LIKE 'INSERT%%'"
+                )
                 if cur.fetchone()[0]:
                     return
             time.sleep(0.2)
@@ -219,11 +225,15 @@ def test_the_reader_stops_reading_while_the_queue_is_full(salt_factories, mysql_
 def test_the_engine_carries_on_after_an_event_it_cannot_decode(salt_factories, mysql_server):
     with engine_of_its_own(salt_factories, mysql_server, "garbage") as setup:
         master, minion, client, db = setup
-        bus = salt.utils.event.get_master_event(master.config, master.config["sock_dir"], listen=False)
+        bus = salt.utils.event.get_master_event(
+            master.config, master.config["sock_dir"], listen=False
+        )
         with bus:
             assert bus.connect_pull(timeout=30)
             tag = "salt/job/20261126120000000000/ret/es-garbage-minion"
-            bus.pusher.publish(tag.encode() + salt.utils.event.TAGEND.encode() + b"\xc1 not msgpack")
+            bus.pusher.publish(
+                tag.encode() + salt.utils.event.TAGEND.encode() + b"\xc1 not msgpack"
+            )
         wait_for_log(master, "eventstore engine: skipping an event it cannot decode")
         jid, ret = run_job(client, minion, "test.echo", ["after the garbage"])
         assert rows_of(db, jid) == [(minion.id, ret)]

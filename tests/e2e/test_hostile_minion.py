@@ -19,7 +19,11 @@ def forge(client, minion, tag, data):
     ret = client.cmd(
         minion.id,
         "event.fire_master",
-        kwarg={"data": {}, "tag": "eventstore/test", "preload": {"events": [{"tag": tag, "data": data}]}},
+        kwarg={
+            "data": {},
+            "tag": "eventstore/test",
+            "preload": {"events": [{"tag": tag, "data": data}]},
+        },
         timeout=60,
     )
     assert ret == {minion.id: True}, ret
@@ -33,8 +37,16 @@ def rows_of(db, jid):
 
 def forged_return(jid, minion_id, ret="forged"):
     tag = f"salt/job/{jid}/ret/{minion_id}"
-    data = {"id": minion_id, "jid": jid, "fun": "test.ping", "fun_args": [], "return": ret,
-            "retcode": 0, "success": True, "cmd": "_return"}
+    data = {
+        "id": minion_id,
+        "jid": jid,
+        "fun": "test.ping",
+        "fun_args": [],
+        "return": ret,
+        "retcode": 0,
+        "success": True,
+        "cmd": "_return",
+    }
     return tag, data
 
 
@@ -80,8 +92,11 @@ def test_a_flood_of_forged_returns_does_not_hold_up_genuine_ones(client, minion,
     client.cmd(
         minion.id,
         "event.fire_master",
-        kwarg={"data": {}, "tag": "eventstore/test",
-               "preload": {"events": [{"tag": tag, "data": data} for tag, data in forgeries]}},
+        kwarg={
+            "data": {},
+            "tag": "eventstore/test",
+            "preload": {"events": [{"tag": tag, "data": data} for tag, data in forgeries]},
+        },
         timeout=60,
     )
     genuine, _ = run_job(client, minion, "test.echo", ["after the flood"])
@@ -111,7 +126,11 @@ def published(master, minion, event_listener):
             {"id": "x'); DROP TABLE salt_returns; --", "return": 1},
             "the master job cache has no such return",  # a valid id, never targeted
         ),
-        ("salt/job/{jid}/ret/{minion}", {"id": "y", "return": 1}, "data.id 'y' disagrees with the tag"),
+        (
+            "salt/job/{jid}/ret/{minion}",
+            {"id": "y", "return": 1},
+            "data.id 'y' disagrees with the tag",
+        ),
         ("salt/job/{jid}/ret/{minion}", {"id": "{minion}"}, "the event has no return"),
         ("salt/job/{jid}/ret/{minion}", {"return": 1}, "data.id 'None' disagrees with the tag"),
         (
@@ -127,8 +146,10 @@ def test_hostile_events_are_refused_and_the_reactor_carries_on(
     master, client, minion, db, reactions, published, tag, data, reason
 ):
     tag = tag.format(jid=published, minion=minion.id)
-    data = {key: value.format(minion=minion.id) if isinstance(value, str) else value
-            for key, value in data.items()}
+    data = {
+        key: value.format(minion=minion.id) if isinstance(value, str) else value
+        for key, value in data.items()
+    }
     data["fun"] = "test.ping"
     log_file = master.config["log_file"]
     logged_before = os.path.getsize(log_file)  # other cases refused events of this tag

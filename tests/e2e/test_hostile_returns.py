@@ -58,7 +58,9 @@ def test_salt_run_query_finds_a_function_name_longer_than_its_column(
     newer, _ = run_job(client, minion, OTHER_LONG_FUN)
     reactions.result(ret_tag(newer, minion))
     listed = master.salt_run_cli().run("eventstore.query", f"fun={LONG_FUN}", "limit=1")
-    assert [(r["jid"], r["fun"], r["return"]) for r in listed.data] == [(jid, LONG_FUN, "long name")]
+    assert [(r["jid"], r["fun"], r["return"]) for r in listed.data] == [
+        (jid, LONG_FUN, "long name")
+    ]
     by_jid = master.salt_run_cli().run("eventstore.query", f"jid={jid}", f"fun={LONG_FUN}")
     assert by_jid.data == {minion.id: "long name"}
 

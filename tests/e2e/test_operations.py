@@ -106,7 +106,14 @@ def test_an_api_user_allowed_status_cannot_read_returns(master):
 
 @contextlib.contextmanager
 def web_return(db, jid, ret):
-    row = ("test.echo", jid, json.dumps(ret), "web1", "1", json.dumps({"id": "web1", "return": ret}))
+    row = (
+        "test.echo",
+        jid,
+        json.dumps(ret),
+        "web1",
+        "1",
+        json.dumps({"id": "web1", "return": ret}),
+    )
     with db.cursor() as cur:
         cur.execute(
             "INSERT INTO salt_returns (fun, jid, `return`, id, success, full_ret)"

@@ -30,7 +30,12 @@ def returned_row(db, jid, minion_id):
         rows = cur.fetchall()
     assert len(rows) == 1, rows
     fun, ret, success, full_ret = rows[0]
-    return {"fun": fun, "return": json.loads(ret), "success": success, "full_ret": json.loads(full_ret)}
+    return {
+        "fun": fun,
+        "return": json.loads(ret),
+        "success": success,
+        "full_ret": json.loads(full_ret),
+    }
 
 
 def stored_return(db, reactions, minion, jid):

@@ -56,7 +56,9 @@ class RunnerJobs:
     def _events(self, pattern):
         return [
             event.data
-            for event in self.event_listener.get_events([(self.master.id, pattern)], after_time=self.since)
+            for event in self.event_listener.get_events(
+                [(self.master.id, pattern)], after_time=self.since
+            )
         ]
 
     def started(self):
@@ -68,7 +70,11 @@ class RunnerJobs:
         ]
 
     def polls(self):
-        return [data for data in self._events("salt/job/*/new") if data.get("fun") == "saltutil.find_job"]
+        return [
+            data
+            for data in self._events("salt/job/*/new")
+            if data.get("fun") == "saltutil.find_job"
+        ]
 
     def settle(self, client, minion):
         """
@@ -96,7 +102,9 @@ def test_a_job_outliving_the_clients_timeout_starts_one_runner_job_for_its_retur
     jid, _ = run_job(poll_client, poll_minion, "cmd.run", ["sleep 7; echo done"], timeout=1)
     settled = runner_jobs.settle(poll_client, poll_minion)
     assert len(runner_jobs.polls()) >= 2, "the client did not poll the running job"
-    assert sorted(runner_jobs.started()) == sorted([f"salt/job/{jid}/ret/{poll_minion.id}", settled])
+    assert sorted(runner_jobs.started()) == sorted(
+        [f"salt/job/{jid}/ret/{poll_minion.id}", settled]
+    )
     assert stored_returns(mysql_server, module_database, fun="saltutil.find_job") == 0
 
 

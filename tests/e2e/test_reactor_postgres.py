@@ -64,7 +64,9 @@ def stored(pg_reactions, minion, jid):
     assert pg_reactions.result(f"salt/job/{jid}/ret/{minion.id}") == "stored"
 
 
-def test_a_return_is_stored_as_jsonb_in_the_pgjsonb_layout(pg_client, pg_minion, pg_db, pg_reactions):
+def test_a_return_is_stored_as_jsonb_in_the_pgjsonb_layout(
+    pg_client, pg_minion, pg_db, pg_reactions
+):
     jid, _ = run_job(pg_client, pg_minion, "cmd.run", ["printf 'grüße \U0001f680'; exit 3"])
     stored(pg_reactions, pg_minion, jid)
     row = pg_db.execute(
@@ -82,7 +84,9 @@ def test_salts_pgjsonb_returner_reads_our_rows(pg_client, pg_minion, pg_reaction
     assert jid in pgjsonb["pgjsonb.get_jids"]()
 
 
-def test_a_state_run_prints_with_the_highstate_outputter(pg_master, pg_client, pg_minion, pg_reactions):
+def test_a_state_run_prints_with_the_highstate_outputter(
+    pg_master, pg_client, pg_minion, pg_reactions
+):
     jid, _ = run_job(pg_client, pg_minion, "state.single", ["test.succeed_with_changes", "demo"])
     stored(pg_reactions, pg_minion, jid)
     printed = pg_master.salt_run_cli().run("eventstore.query", f"jid={jid}", "--out=highstate")
@@ -97,7 +101,9 @@ def test_a_return_holding_a_nul_is_a_dead_letter_that_query_shows(
     assert pg_reactions.result(f"salt/job/{jid}/ret/{pg_minion.id}") == "dead-lettered"
     shown = pg_master.salt_run_cli().run("eventstore.query", f"jid={jid}").data[pg_minion.id]
     assert shown.startswith("Not stored: the database refused it: unsupported Unicode escape")
-    letters = dict(pg_db.execute("SELECT id, data FROM eventstore_dead_letters WHERE jid = %s", (jid,)))
+    letters = dict(
+        pg_db.execute("SELECT id, data FROM eventstore_dead_letters WHERE jid = %s", (jid,))
+    )
     # The job's load holds the NUL too (its arguments): a dead letter of its own, without a minion.
     assert json.loads(letters[pg_minion.id])["return"] == "before \x00 after"
     assert json.loads(letters[""])["arg"] == ["before \x00 after"]
@@ -139,7 +145,9 @@ def test_the_engine_stores_each_return_once_into_postgres(pg_engine_master, post
             rows = conn.execute(
                 "SELECT jid, return FROM salt_returns WHERE jid = ANY(%s) ORDER BY jid", (jids,)
             ).fetchall()
-            loads = conn.execute("SELECT COUNT(*) FROM jids WHERE jid = ANY(%s)", (jids,)).fetchone()
+            loads = conn.execute(
+                "SELECT COUNT(*) FROM jids WHERE jid = ANY(%s)", (jids,)
+            ).fetchone()
             if len(rows) >= len(jids) or time.time() > deadline:
                 break
             time.sleep(0.2)

@@ -25,8 +25,11 @@ def engine_handled(master, expected, timeout=60):
     deadline = time.time() + timeout
     while True:
         with open(master.config["log_file"], encoding="utf-8", errors="replace") as log:
-            batches = [ast.literal_eval(line.split("eventstore engine: ", 1)[1].strip())
-                       for line in log if "eventstore engine: {" in line]
+            batches = [
+                ast.literal_eval(line.split("eventstore engine: ", 1)[1].strip())
+                for line in log
+                if "eventstore engine: {" in line
+            ]
         handled = sum(counts["stored"] + counts["duplicate"] for counts in batches)
         if handled >= expected or time.time() > deadline:
             return handled
@@ -44,7 +47,9 @@ def both_master(salt_factories, mysql_server, e2e_database):
             yield factory, minion
 
 
-def test_the_reactor_and_the_engine_together_store_each_return_once(both_master, db, event_listener):
+def test_the_reactor_and_the_engine_together_store_each_return_once(
+    both_master, db, event_listener
+):
     master, minion = both_master
     reactions = Reactions(event_listener, master)
     with salt.client.get_local_client(master.config_file) as client:

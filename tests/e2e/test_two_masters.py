@@ -78,7 +78,9 @@ def minion(master_1, master_2, event_listener):
     factory = master_1.salt_minion_daemon(
         "es-mm-minion",
         overrides={
-            "master": [f"{m.config['interface']}:{m.config['ret_port']}" for m in (master_1, master_2)],
+            "master": [
+                f"{m.config['interface']}:{m.config['ret_port']}" for m in (master_1, master_2)
+            ],
             "schedule": SCHEDULE,
         },
     )
@@ -121,11 +123,15 @@ def scheduled_return(event_listener, master, minion, schedule, since, timeout=30
 
 def rows(db, jid, minion_id):
     with db.cursor() as cur:
-        cur.execute("SELECT COUNT(*) FROM salt_returns WHERE jid = %s AND id = %s", (jid, minion_id))
+        cur.execute(
+            "SELECT COUNT(*) FROM salt_returns WHERE jid = %s AND id = %s", (jid, minion_id)
+        )
         return cur.fetchone()[0]
 
 
-def test_return_reaching_both_masters_is_stored_once(master_1, master_2, minion, event_listener, db):
+def test_return_reaching_both_masters_is_stored_once(
+    master_1, master_2, minion, event_listener, db
+):
     reactions = [Reactions(event_listener, master) for master in (master_1, master_2)]
     ret = scheduled_return(event_listener, master_1, minion, "to-every-master", reactions[0].since)
     tag = f"salt/job/{ret['jid']}/ret/{minion.id}"
@@ -134,7 +140,9 @@ def test_return_reaching_both_masters_is_stored_once(master_1, master_2, minion,
     assert rows(db, ret["jid"], minion.id) == 1
 
 
-def test_a_scheduled_job_is_stored_with_its_load_once(master_1, master_2, minion, event_listener, db):
+def test_a_scheduled_job_is_stored_with_its_load_once(
+    master_1, master_2, minion, event_listener, db
+):
     # No salt/job/<jid>/new event announces it: its load comes with the return.
     reactions = [Reactions(event_listener, master) for master in (master_1, master_2)]
     ret = scheduled_return(event_listener, master_1, minion, "to-every-master", reactions[0].since)
@@ -146,7 +154,9 @@ def test_a_scheduled_job_is_stored_with_its_load_once(master_1, master_2, minion
     assert (load["fun"], load["schedule"]) == ("test.echo", "to-every-master")
 
 
-def test_job_published_on_one_master_returns_to_it_alone(master_1, master_2, minion, event_listener, db):
+def test_job_published_on_one_master_returns_to_it_alone(
+    master_1, master_2, minion, event_listener, db
+):
     since = time.time()
     reactions = Reactions(event_listener, master_1)
     with salt.client.get_local_client(master_1.config_file) as local:
@@ -167,7 +177,9 @@ def test_scheduled_run_without_returner_is_stored_under_each_masters_jid(
     since = reactions[0].since
     ret_1 = scheduled_return(event_listener, master_1, minion, "jid-per-master", since)
     # The same run: the same scheduler process sent both.
-    ret_2 = scheduled_return(event_listener, master_2, minion, "jid-per-master", since, pid=ret_1["pid"])
+    ret_2 = scheduled_return(
+        event_listener, master_2, minion, "jid-per-master", since, pid=ret_1["pid"]
+    )
     assert ret_1["jid"] != ret_2["jid"]
     for reaction, ret in zip(reactions, (ret_1, ret_2)):
         assert reaction.result(f"salt/job/{ret['jid']}/ret/{minion.id}") == "stored"

@@ -54,7 +54,9 @@ def masters(salt_factories, galera, database):
                 # Another host each: a minion tells its masters apart by host alone.
                 "interface": f"127.0.0.{index + 1}",
             }
-            factory = salt_factories.salt_master_daemon(f"es-galera-master-{index + 1}", overrides=config)
+            factory = salt_factories.salt_master_daemon(
+                f"es-galera-master-{index + 1}", overrides=config
+            )
             if factories:
                 # Multi-master needs one key pair on all masters (the first made it).
                 pki_dir = Path(factory.config["pki_dir"])
@@ -107,7 +109,9 @@ def scheduled_jids(event_listener, master, minion, since):
     """The jids of the scheduled returns ``master`` received since ``since``."""
     return {
         event.data["jid"]
-        for event in event_listener.get_events([(master.id, f"salt/job/*/ret/{minion.id}")], after_time=since)
+        for event in event_listener.get_events(
+            [(master.id, f"salt/job/*/ret/{minion.id}")], after_time=since
+        )
         if event.data.get("schedule") == "to-every-master"
     }
 
@@ -130,24 +134,35 @@ def stored_by_all(masters, event_listener, minion, jids, since, timeout=60):
         reactions = Reactions(event_listener, master)
         reactions.since = since
         for jid in jids:
-            verdicts.setdefault(jid, []).append(reactions.result(f"salt/job/{jid}/ret/{minion.id}", timeout))
+            verdicts.setdefault(jid, []).append(
+                reactions.result(f"salt/job/{jid}/ret/{minion.id}", timeout)
+            )
     return verdicts
 
 
-def test_a_scheduled_return_reaching_every_master_is_stored_once(masters, minion, event_listener, galera, database):
+def test_a_scheduled_return_reaching_every_master_is_stored_once(
+    masters, minion, event_listener, galera, database
+):
     since = time.time()
     deadline = since + 60
-    while len(scheduled_jids(event_listener, masters[0], minion, since)) < 3 and time.time() < deadline:
+    while (
+        len(scheduled_jids(event_listener, masters[0], minion, since)) < 3
+        and time.time() < deadline
+    ):
         time.sleep(0.5)
     jids = scheduled_jids(event_listener, masters[0], minion, since)
     assert len(jids) >= 3
     verdicts = stored_by_all(masters, event_listener, minion, jids, since)
     # One master stored each return, through its own node; the two others found
     # it stored: none spooled, none failed.
-    assert {jid: sorted(v) for jid, v in verdicts.items()} == dict.fromkeys(jids, ["duplicate", "duplicate", "stored"])
+    assert {jid: sorted(v) for jid, v in verdicts.items()} == dict.fromkeys(
+        jids, ["duplicate", "duplicate", "stored"]
+    )
     rows = rows_per_return(galera.nodes[0], database)
     assert {rows[(jid, minion.id)] for jid in jids} == {1}
-    assert {jid: n for jid, n in loads_per_job(galera.nodes[0], database).items() if jid in jids} == dict.fromkeys(jids, 1)
+    assert {
+        jid: n for jid, n in loads_per_job(galera.nodes[0], database).items() if jid in jids
+    } == dict.fromkeys(jids, 1)
     for master in masters:
         assert spool_of(master) == []
         assert "unavailable" not in log_of(master)
@@ -173,7 +188,9 @@ def test_returns_go_on_through_the_next_node_when_a_masters_node_dies(
     assert spool_of(master) == []
 
 
-def test_a_node_killed_and_rejoined_has_every_return_once(masters, minion, event_listener, galera, database):
+def test_a_node_killed_and_rejoined_has_every_return_once(
+    masters, minion, event_listener, galera, database
+):
     since = time.time()
     node = galera.nodes[2]  # the third master's
     node.kill()

@@ -154,13 +154,17 @@ def writer_user(galera, galera_database):
     user = ("es_writer", "es-writer-pw")
     with galera.nodes[0].connect() as conn, conn.cursor() as cur:
         cur.execute("CREATE USER %s@'127.0.0.1' IDENTIFIED BY %s", user)
-        cur.execute(f"GRANT SELECT, INSERT, CREATE ON `{galera_database}`.* TO %s@'127.0.0.1'", user[:1])
+        cur.execute(
+            f"GRANT SELECT, INSERT, CREATE ON `{galera_database}`.* TO %s@'127.0.0.1'", user[:1]
+        )
     yield user
     with galera.nodes[0].connect() as conn, conn.cursor() as cur:
         cur.execute("DROP USER %s@'127.0.0.1'", user[:1])
 
 
-def test_a_read_only_node_is_left_for_the_next(galera, galera_database, writer_user, tmp_path, caplog):
+def test_a_read_only_node_is_left_for_the_next(
+    galera, galera_database, writer_user, tmp_path, caplog
+):
     es = runner_on(galera, galera_database, tmp_path, user=writer_user)
     first = galera.nodes[0]
     with first.connect() as conn, conn.cursor() as cur:

@@ -35,7 +35,14 @@ def job_cache(master_opts):
 
     def run(jid, fun="test.echo", minions=("web1",), returned=None):
         returners["local_cache.prep_jid"](passed_jid=jid)  # as the master does
-        load = {"jid": jid, "fun": fun, "arg": [jid], "tgt": "*", "tgt_type": "glob", "user": "root"}
+        load = {
+            "jid": jid,
+            "fun": fun,
+            "arg": [jid],
+            "tgt": "*",
+            "tgt_type": "glob",
+            "user": "root",
+        }
         returners["local_cache.save_load"](jid, load, minions=list(minions))
         for minion in minions if returned is None else returned:
             _, data = ret_event(minion=minion, jid=jid, fun=fun, ret=f"{jid} from {minion}")
@@ -258,7 +265,9 @@ def test_one_catch_up_thread_per_process_whatever_copy_of_the_module_starts_it(
     try:
         for copy in copies:  # a reaction in each copy the reactor's loader made
             copy._start_catch_up_thread()
-        started = [t for t in set(threading.enumerate()) - before if t.name == "eventstore-catch-up"]
+        started = [
+            t for t in set(threading.enumerate()) - before if t.name == "eventstore-catch-up"
+        ]
         assert len(started) == 1
     finally:
         release.set()

@@ -32,8 +32,14 @@ def job_cache(master_opts):
 
         @staticmethod
         def publish(jid=JID, fun="test.ping", arg=(), minions=("web1",)):
-            load = {"jid": jid, "fun": fun, "arg": list(arg), "tgt": "*", "tgt_type": "glob",
-                    "user": "root"}
+            load = {
+                "jid": jid,
+                "fun": fun,
+                "arg": list(arg),
+                "tgt": "*",
+                "tgt_type": "glob",
+                "user": "root",
+            }
             returners["local_cache.save_load"](jid, load, minions=list(minions))
 
         @staticmethod
@@ -144,7 +150,10 @@ def test_a_scheduled_jobs_return_is_waited_for_though_its_load_comes_after_it(es
         local_cache["local_cache.save_load"](JID, dict(data))
         local_cache["local_cache.returner"](dict(data))
 
-    assert while_the_master_writes(es, lambda: es.store(tag, data), master_writes_the_job_cache) == "stored"
+    assert (
+        while_the_master_writes(es, lambda: es.store(tag, data), master_writes_the_job_cache)
+        == "stored"
+    )
     assert es.query(jid=JID) == {"web1": "scheduled"}
 
 
@@ -262,7 +271,11 @@ def test_a_published_jobs_load_is_stored_with_its_first_return(es, job_cache):
     assert es.store(*event) == "stored"
     (load,) = stored_loads(es)
     assert (load["jid"], load["fun"], load["arg"], load["user"], load["minions"]) == (
-        JID, "cmd.run", ["uptime"], "root", ["web1", "web2"]
+        JID,
+        "cmd.run",
+        ["uptime"],
+        "root",
+        ["web1", "web2"],
     )
 
 
@@ -315,7 +328,8 @@ def test_backfill_stores_what_the_job_cache_has(es, job_cache):
     assert (counts["loads added"], counts["returns added"]) == (1, 2)
     assert es.query(jid=JID) == {"web1": True, "web2": True}
     assert sorted((row["minion"], row["success"]) for row in es.query()) == [
-        ("web1", True), ("web2", False)
+        ("web1", True),
+        ("web2", False),
     ]
 
 
@@ -376,9 +390,7 @@ def test_a_batch_is_stored_from_the_job_cache_and_its_forged_return_refused(es, 
     assert es.query(jid=JID) == {"web1": "genuine web1", "web2": "genuine web2"}
 
 
-def test_a_batch_whose_returns_reach_the_job_cache_just_after_their_events_is_stored(
-    es, job_cache
-):
+def test_a_batch_whose_returns_reach_the_job_cache_just_after_their_events_is_stored(es, job_cache):
     minions = [f"web{n}" for n in range(20)]
     job_cache.publish(minions=minions)
     events = [ret_event(minion=minion, ret=minion) for minion in minions]
@@ -397,10 +409,12 @@ def test_a_trimmed_return_in_a_batch_is_stored_whole(es, job_cache):
     whole = "y" * 2_000_000
     job_cache.ret(ret_event(minion="web1", fun="cmd.run", ret=whole))
     job_cache.ret(ret_event(minion="web2", fun="cmd.run", ret="short"))
-    es.store_events(batch(
-        ret_event(minion="web1", fun="cmd.run", ret="VALUE_TRIMMED"),
-        ret_event(minion="web2", fun="cmd.run", ret="short"),
-    ))
+    es.store_events(
+        batch(
+            ret_event(minion="web1", fun="cmd.run", ret="VALUE_TRIMMED"),
+            ret_event(minion="web2", fun="cmd.run", ret="short"),
+        )
+    )
     assert es.query(jid=JID) == {"web1": whole, "web2": "short"}
 
 
@@ -422,6 +436,8 @@ def test_a_return_is_stored_with_the_outputter_the_job_cache_writes_just_after_i
             salt.payload.dump("highstate", handle)
 
     while_the_master_writes(
-        es, lambda: es.store(*ret_event(fun="state.apply", ret="VALUE_TRIMMED", out="highstate")), write_out
+        es,
+        lambda: es.store(*ret_event(fun="state.apply", ret="VALUE_TRIMMED", out="highstate")),
+        write_out,
     )
     assert es.query(jid=JID)["outputter"] == "highstate"

@@ -95,7 +95,9 @@ def full_columns(conn, table):
 def test_init_on_a_returner_database_says_what_differs(es):
     said = es.init()
     assert "differ from eventstore's layout" in said and "ready" not in said
-    assert "- salt_returns has no unique key on (jid, id): a return stored twice is two rows" in said
+    assert (
+        "- salt_returns has no unique key on (jid, id): a return stored twice is two rows" in said
+    )
     assert "salt-run eventstore.migrate test=True" in said
 
 
@@ -116,8 +118,9 @@ def test_status_after_init_lists_the_differences_but_stays_healthy(es):
     es.init()
     report = es.status()
     assert report["healthy"] is True
-    assert "salt_returns has no unique key on (jid, id): a return stored twice is two rows" in (
-        report["schema"]
+    assert (
+        "salt_returns has no unique key on (jid, id): a return stored twice is two rows"
+        in (report["schema"])
     )
 
 
@@ -144,7 +147,9 @@ def test_migrate_test_shows_the_steps_and_changes_nothing(es, db):
 
 
 @pytest.mark.parametrize("backend", ["postgres"])
-def test_migrate_on_postgres_removes_duplicates_then_adds_the_unique_key_and_changes_nothing_in_a_test(es, db):
+def test_migrate_on_postgres_removes_duplicates_then_adds_the_unique_key_and_changes_nothing_in_a_test(
+    es, db
+):
     put(db, "web1", "2026-11-26 10:00:01", "first")
     put(db, "web1", "2026-11-26 10:00:02", "again")
     before = es._store().schema()

@@ -150,7 +150,7 @@ def test_text_is_escaped_as_pymysql_escapes_it():
 
 
 def test_a_server_without_backslash_escapes_stores_text_verbatim(es, mysql_server):
-    text = "it's \\ a \"path\" C:\\x\\"
+    text = 'it\'s \\ a "path" C:\\x\\'
     store = es._store()
     store.select("SET SESSION sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES')", ())
     es.store(*ret_event(minion="o'brien", ret=text))

@@ -39,7 +39,13 @@ def test_dropped_database_is_gone(mysql_server):
 
 
 def test_mysql_opts_are_the_returners_flat_keys(mysql_opts):
-    assert sorted(mysql_opts) == ["mysql.db", "mysql.host", "mysql.pass", "mysql.port", "mysql.user"]
+    assert sorted(mysql_opts) == [
+        "mysql.db",
+        "mysql.host",
+        "mysql.pass",
+        "mysql.port",
+        "mysql.user",
+    ]
     assert isinstance(mysql_opts["mysql.port"], int)
 
 
@@ -60,7 +66,11 @@ def test_mysql_opts_reach_the_database_over_tcp_like_the_returner(mysql_opts, my
 def test_url_gives_user_password_host_and_port():
     server = parse_url("mysql://salt:s%40lt@db.example:3307")
     assert (server.user, server.password, server.host, server.port, server.unix_socket) == (
-        "salt", "s@lt", "db.example", 3307, None,
+        "salt",
+        "s@lt",
+        "db.example",
+        3307,
+        None,
     )
 
 

@@ -114,7 +114,10 @@ def test_the_outage_warning_names_the_server_not_the_password(es, server, caplog
 def test_a_batch_made_while_the_server_is_down_is_spooled_and_written_back(es, server):
     assert es.store(*ret_event(minion="before")) == "stored"
     server.pause()
-    batch = [{"tag": tag, "data": data} for tag, data in (ret_event(minion=f"down-{n}") for n in range(20))]
+    batch = [
+        {"tag": tag, "data": data}
+        for tag, data in (ret_event(minion=f"down-{n}") for n in range(20))
+    ]
     assert es.store_events(batch)["spooled"] == 20
     server.resume()
     assert es.replay()["written back"] == 20

@@ -17,6 +17,7 @@ def es(postgres_runner_opts):
     runner.init()
     return runner
 
+
 # The pgjsonb returner's documented salt_returns, column by column.
 RETURNER_COLUMNS = [
     ("fun", "character varying"),
@@ -60,11 +61,13 @@ def test_init_makes_the_pgjsonb_returner_layout(es, postgres_server, postgres_da
         assert columns(conn, "jids") == [("jid", "character varying"), ("load", "jsonb")]
 
 
-def test_init_makes_the_returners_gin_indexes_and_the_unique_keys(es, postgres_server, postgres_database):
+def test_init_makes_the_returners_gin_indexes_and_the_unique_keys(
+    es, postgres_server, postgres_database
+):
     with postgres_server.connect(postgres_database) as conn:
         assert ("idx_jids_jsonb", "gin (load) WITH (fastupdate='on')") in indexes(conn, "jids")
         found = dict(indexes(conn, "salt_returns"))
-    assert found["idx_salt_returns_return"] == 'gin (return) WITH (fastupdate=\'on\')'
+    assert found["idx_salt_returns_return"] == "gin (return) WITH (fastupdate='on')"
     assert found["idx_salt_returns_full_ret"] == "gin (full_ret) WITH (fastupdate='on')"
     assert found["salt_returns_jid_id_key"] == "btree (jid, id)"
     assert {"idx_salt_returns_id", "idx_salt_returns_fun"} <= set(found)
@@ -73,7 +76,10 @@ def test_init_makes_the_returners_gin_indexes_and_the_unique_keys(es, postgres_s
 def test_sql_file_creates_the_same_tables_as_init(es, postgres_server, postgres_database):
     other = postgres_server.create_database()
     try:
-        with postgres_server.connect(other) as conn, postgres_server.connect(postgres_database) as by_init:
+        with (
+            postgres_server.connect(other) as conn,
+            postgres_server.connect(postgres_database) as by_init,
+        ):
             conn.execute((REPO / "sql" / "postgres.sql").read_text())
             for table in ("jids", "salt_returns", "eventstore_dead_letters"):
                 assert columns(conn, table) == columns(by_init, table)
@@ -114,7 +120,9 @@ def test_a_lone_surrogate_in_a_return_is_kept_whole_as_a_dead_letter(es):
 def test_query_shows_a_return_jsonb_refused_as_not_stored(es):
     es.store(*ret_event(ret="NUL \x00"))
     (shown,) = es.query(jid=JID).values()
-    assert shown.startswith("Not stored: the database refused it: unsupported Unicode escape sequence")
+    assert shown.startswith(
+        "Not stored: the database refused it: unsupported Unicode escape sequence"
+    )
 
 
 def test_the_dead_letters_reason_quotes_none_of_the_return(es, caplog):
@@ -144,7 +152,11 @@ def test_a_host_list_skips_a_server_that_is_down(es, postgres_server, postgres_d
     opts = pgjsonb_keys(postgres_server, postgres_database)
     hosts = [down, f"{postgres_server.host}:{postgres_server.port}"]
     runner = load_runner(
-        dict(opts, cachedir=str(tmp_path), eventstore={"verify_returns": False, "postgres_hosts": hosts})
+        dict(
+            opts,
+            cachedir=str(tmp_path),
+            eventstore={"verify_returns": False, "postgres_hosts": hosts},
+        )
     )
     assert runner.store(*ret_event(minion="via-second")) == "stored"
     assert "via-second" in es.query(jid=JID)
@@ -162,7 +174,9 @@ def test_a_host_list_skips_a_server_that_is_down(es, postgres_server, postgres_d
 def test_a_lost_serialization_or_deadlock_is_a_conflict_worth_running_again(es, error, conflict):
     store = es._store()
     assert store.is_conflict(error()) is conflict
-    assert store.is_lost_connection(error()) is (error is not psycopg.errors.UntranslatableCharacter)
+    assert store.is_lost_connection(error()) is (
+        error is not psycopg.errors.UntranslatableCharacter
+    )
 
 
 def test_a_nul_in_a_text_column_is_kept_on_disk_when_even_the_dead_letters_refuse_it(es):
@@ -171,4 +185,6 @@ def test_a_nul_in_a_text_column_is_kept_on_disk_when_even_the_dead_letters_refus
     dead = es.status()["dead_letters"]
     assert (dead["on disk"], dead["in the table"]) == (1, 0)
     (shown,) = es.query(jid=JID).values()
-    assert shown.startswith("Not stored: the database refused it: PostgreSQL text fields cannot contain NUL")
+    assert shown.startswith(
+        "Not stored: the database refused it: PostgreSQL text fields cannot contain NUL"
+    )

@@ -47,8 +47,20 @@ def test_status_reports_exactly_the_documented_keys(es):
     # What monitoring reads (the status() docstring's keys): a change here is a change
     # of interface, made on purpose.
     assert list(es.status()) == [
-        "healthy", "retcode", "version", "loaded_from", "backend", "database", "server_version", "schema",
-        "rows", "last_return", "spool", "dead_letters", "catch_up", "problems",
+        "healthy",
+        "retcode",
+        "version",
+        "loaded_from",
+        "backend",
+        "database",
+        "server_version",
+        "schema",
+        "rows",
+        "last_return",
+        "spool",
+        "dead_letters",
+        "catch_up",
+        "problems",
     ]
 
 

@@ -128,7 +128,7 @@ def test_ssl_ca_alone_is_enough_for_a_user_that_requires_ssl(tls, tls_server):
 def test_without_tls_settings_status_says_the_login_is_refused(tls_server):
     report = runner(tls_server, "tls_x509").status()
     assert report["healthy"] is False
-    assert report["problems"][0].startswith("cannot connect: (1045, \"Access denied for user")
+    assert report["problems"][0].startswith('cannot connect: (1045, "Access denied for user')
 
 
 def test_store_without_tls_settings_spools_with_a_log_line_naming_the_database(tls_server, caplog):
@@ -180,7 +180,9 @@ def pg_tls_server(tls, postgres_server):  # postgres_server: no PostgreSQL, no t
         )
         server.resume()
         server.database = server.create_database()
-        load_runner({"eventstore": {"verify_returns": False}, **pgjsonb_keys(server, server.database)}).init()
+        load_runner(
+            {"eventstore": {"verify_returns": False}, **pgjsonb_keys(server, server.database)}
+        ).init()
         with server.connect(server.database, sslmode="require") as conn:
             conn.execute(f"CREATE ROLE tls_user LOGIN PASSWORD '{PASSWORD}'")
             conn.execute("CREATE ROLE client LOGIN")
@@ -212,7 +214,9 @@ def test_postgres_stores_over_tls_verifying_the_server_with_verify_full(tls, pg_
 
 
 def test_postgres_verify_full_refuses_a_server_certificate_from_another_ca(tls, pg_tls_server):
-    es = pg_runner(pg_tls_server, "tls_user", sslmode="verify-full", sslrootcert=tls / "other-ca.pem")
+    es = pg_runner(
+        pg_tls_server, "tls_user", sslmode="verify-full", sslrootcert=tls / "other-ca.pem"
+    )
     report = es.status()
     assert report["healthy"] is False
     assert "certificate verify failed" in report["problems"][0]

@@ -23,12 +23,16 @@ def test_catch_up_can_be_turned_off():
     assert settings(catch_up=False).enabled is False
 
 
-@pytest.mark.parametrize("opts", [{"master_job_cache": "mysql"}, {"ext_job_cache": "mysql"}, {"job_cache": False}])
+@pytest.mark.parametrize(
+    "opts", [{"master_job_cache": "mysql"}, {"ext_job_cache": "mysql"}, {"job_cache": False}]
+)
 def test_catch_up_is_off_without_returns_in_local_cache(opts):
     assert es._catch_up_settings(opts).enabled is False
 
 
-@pytest.mark.parametrize("key, value", [("catch_up_interval", 0), ("catch_up_after", -1), ("catch_up_max_jobs", "many")])
+@pytest.mark.parametrize(
+    "key, value", [("catch_up_interval", 0), ("catch_up_after", -1), ("catch_up_max_jobs", "many")]
+)
 def test_a_setting_that_is_no_positive_number_is_refused_by_name(key, value):
     with pytest.raises(ValueError, match=key):
         settings(**{key: value})

@@ -11,13 +11,18 @@ CONFTEST = Path(__file__).parent.parent / "conftest.py"
 # One inner test per way a test can skip. A skip before the test body (marker, fixture)
 # happens in the setup phase, and a failed setup is counted by pytest as an error.
 SKIPPING_TESTS = {
-    "in_the_test_body": ("failed", """
+    "in_the_test_body": (
+        "failed",
+        """
         import pytest
 
         def test_it():
             pytest.skip("no MySQL here")
-    """),
-    "in_a_fixture": ("errors", """
+    """,
+    ),
+    "in_a_fixture": (
+        "errors",
+        """
         import pytest
 
         @pytest.fixture
@@ -26,21 +31,28 @@ SKIPPING_TESTS = {
 
         def test_it(database):
             pass
-    """),
-    "by_a_skip_marker": ("errors", """
+    """,
+    ),
+    "by_a_skip_marker": (
+        "errors",
+        """
         import pytest
 
         @pytest.mark.skip(reason="no MySQL here")
         def test_it():
             pass
-    """),
-    "by_a_skipif_marker": ("errors", """
+    """,
+    ),
+    "by_a_skipif_marker": (
+        "errors",
+        """
         import pytest
 
         @pytest.mark.skipif(True, reason="no MySQL here")
         def test_it():
             pass
-    """),
+    """,
+    ),
 }
 
 
@@ -108,7 +120,6 @@ def test_an_xfail_stays_an_xfail_when_ci_is_true(inner, monkeypatch):
     )
     result = inner.runpytest()
     result.assert_outcomes(xfailed=1)
-
 
 
 @pytest.mark.parametrize("value", ["True", "TRUE", "1", "yes", "On", " true "])

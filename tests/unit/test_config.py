@@ -100,7 +100,11 @@ def test_pgjsonb_keys_select_postgres_with_the_returners_defaults():
 
 def test_backend_postgres_alone_uses_the_pgjsonb_defaults():
     cfg = config({"eventstore": {"backend": "postgres"}})
-    assert (cfg.backend, cfg.postgres["host"], cfg.postgres["port"]) == ("postgres", "localhost", 5432)
+    assert (cfg.backend, cfg.postgres["host"], cfg.postgres["port"]) == (
+        "postgres",
+        "localhost",
+        5432,
+    )
 
 
 def test_pgjsonb_port_and_connect_timeout_given_as_strings_are_numbers():
@@ -116,7 +120,9 @@ def test_mysql_and_pgjsonb_keys_together_need_an_explicit_backend():
 
 
 def test_postgres_hosts_become_libpqs_host_and_port_lists():
-    cfg = config({"eventstore": {"backend": "postgres", "postgres_hosts": ["pg1", "pg2:5433", "[::1]:5434"]}})
+    cfg = config(
+        {"eventstore": {"backend": "postgres", "postgres_hosts": ["pg1", "pg2:5433", "[::1]:5434"]}}
+    )
     assert (cfg.postgres["host"], cfg.postgres["port"]) == ("pg1,pg2,::1", "5432,5433,5434")
 
 

@@ -26,7 +26,9 @@ def tables(es):
     es.init()
 
 
-@pytest.mark.parametrize("missing, reason", [("id", "disagrees with the tag"), ("return", "no return")])
+@pytest.mark.parametrize(
+    "missing, reason", [("id", "disagrees with the tag"), ("return", "no return")]
+)
 def test_event_without_a_required_key_is_refused(es, caplog, missing, reason):
     tag, data = ret_event()
     del data[missing]
@@ -108,5 +110,3 @@ def test_a_cut_function_name_does_not_match_another_glob(es):
 def test_compound_job_function_list_is_stored_joined(es):
     es.store(*ret_event(fun=["test.ping", "test.version"], ret={"test.ping": True}))
     assert [r["fun"] for r in es.query()] == ["test.ping,test.version"]
-
-

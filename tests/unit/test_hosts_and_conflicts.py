@@ -11,13 +11,22 @@ import pymysql
 import pytest
 from runnerlib import load_runner
 
-DEADLOCK = pymysql.err.OperationalError(1213, "Deadlock found when trying to get lock; try restarting transaction")
-LOCK_WAIT = pymysql.err.OperationalError(1205, "Lock wait timeout exceeded; try restarting transaction")
-NOT_PREPARED = pymysql.err.OperationalError(1047, "WSREP has not yet prepared node for application use")
-READ_ONLY = pymysql.err.OperationalError(
-    1290, "The MariaDB server is running with the --read-only option so it cannot execute this statement"
+DEADLOCK = pymysql.err.OperationalError(
+    1213, "Deadlock found when trying to get lock; try restarting transaction"
 )
-REFUSED = pymysql.err.OperationalError(2003, "Can't connect to MySQL server on '10.0.0.1' ([Errno 111])")
+LOCK_WAIT = pymysql.err.OperationalError(
+    1205, "Lock wait timeout exceeded; try restarting transaction"
+)
+NOT_PREPARED = pymysql.err.OperationalError(
+    1047, "WSREP has not yet prepared node for application use"
+)
+READ_ONLY = pymysql.err.OperationalError(
+    1290,
+    "The MariaDB server is running with the --read-only option so it cannot execute this statement",
+)
+REFUSED = pymysql.err.OperationalError(
+    2003, "Can't connect to MySQL server on '10.0.0.1' ([Errno 111])"
+)
 LOST = pymysql.err.OperationalError(2013, "Lost connection to MySQL server during query")
 DUPLICATE = pymysql.err.IntegrityError(1062, "Duplicate entry")
 
@@ -75,7 +84,16 @@ def test_the_database_is_named_with_every_host_and_no_password():
 es_module = load_runner({})
 
 
-@pytest.mark.parametrize("exc", [DEADLOCK, LOCK_WAIT, pymysql.err.OperationalError(3101, "Plugin instructed the server to rollback the current transaction.")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        DEADLOCK,
+        LOCK_WAIT,
+        pymysql.err.OperationalError(
+            3101, "Plugin instructed the server to rollback the current transaction."
+        ),
+    ],
+)
 def test_deadlocks_certification_conflicts_and_lock_waits_are_conflicts(exc):
     assert es_module._is_mysql_conflict(exc)
     assert not es_module._is_mysql_not_ready(exc)
@@ -135,7 +153,9 @@ class FakeConnection:
 
 @pytest.fixture
 def es(tmp_path):
-    module = load_runner({"cachedir": str(tmp_path), "eventstore": {"mysql_hosts": ["db1", "db2", "db3"]}})
+    module = load_runner(
+        {"cachedir": str(tmp_path), "eventstore": {"mysql_hosts": ["db1", "db2", "db3"]}}
+    )
     module.CONFLICT_PAUSE = 0  # no real pauses in unit tests
     return module
 
@@ -158,7 +178,10 @@ def fake_store(es, down=(), commit_errors=None):
 
     store = Store(es._resolve_config(es.__opts__))
     store.tried, store.connections = [], []
-    store.down, store.commit_errors = set(down), {host: list(e) for host, e in (commit_errors or {}).items()}
+    store.down, store.commit_errors = (
+        set(down),
+        {host: list(e) for host, e in (commit_errors or {}).items()},
+    )
     return store
 
 
@@ -253,7 +276,9 @@ def test_when_no_host_answers_the_first_hosts_error_is_raised(es):
 
 
 def test_when_every_host_is_not_ready_the_error_is_raised(es):
-    store = fake_store(es, commit_errors={"db1": [READ_ONLY] * 2, "db2": [READ_ONLY], "db3": [READ_ONLY]})
+    store = fake_store(
+        es, commit_errors={"db1": [READ_ONLY] * 2, "db2": [READ_ONLY], "db3": [READ_ONLY]}
+    )
     with pytest.raises(Exception) as raised:  # noqa: PT011 (see below)
         store.run(lambda cur: None)
     assert raised.value.args[0] == 1290

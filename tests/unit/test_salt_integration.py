@@ -94,8 +94,11 @@ def test_reactor_sls_passes_text_yaml_would_refuse(master_opts):
     assert args[1]["data"]["return"] == "lone \udc80 surrogate, NUL \x00, tab\t"
 
 
-@pytest.mark.parametrize("ret", [{1: "one", "two": 2}, b"\x00\xff binary", (1, 2)],
-                         ids=["keys-of-mixed-types", "bytes", "tuple"])
+@pytest.mark.parametrize(
+    "ret",
+    [{1: "one", "two": 2}, b"\x00\xff binary", (1, 2)],
+    ids=["keys-of-mixed-types", "bytes", "tuple"],
+)
 def test_reactor_sls_passes_the_event_data_as_the_master_decoded_it(master_opts, ret):
     tag, data = ret_event(ret=ret)
     high = render_reaction(master_opts, tag, data)
@@ -108,21 +111,53 @@ def starts_the_runner(master_opts, tag, data):
     return render_reaction(master_opts, tag, data) != {}
 
 
-@pytest.mark.parametrize("tag_data", [ret_event(fun="saltutil.find_job", ret={}),
-                                      new_event(fun="saltutil.find_job")], ids=["ret", "new"])
+@pytest.mark.parametrize(
+    "tag_data",
+    [ret_event(fun="saltutil.find_job", ret={}), new_event(fun="saltutil.find_job")],
+    ids=["ret", "new"],
+)
 def test_reactor_sls_starts_no_runner_job_for_a_find_job_poll(master_opts, tag_data):
     assert not starts_the_runner(master_opts, *tag_data)
 
 
-IGNORE_FUNS = ["test.*", "*.sleep", "mine.updat?", "cmd.run,test.ping", "lit\\*", "a.b", "[gs]rains.[!i]*"]
+IGNORE_FUNS = [
+    "test.*",
+    "*.sleep",
+    "mine.updat?",
+    "cmd.run,test.ping",
+    "lit\\*",
+    "a.b",
+    "[gs]rains.[!i]*",
+]
 
 
-@pytest.mark.parametrize("fun", [
-    "test.ping", "test.version", "tes.ping", "cmd.run", "system.sleep", "sleep", "mine.update",
-    "mine.updated", "mine.updat", "a.b", "axb", "A.b", "lit\\x", "lit", "state.apply",
-    "grains.get", "grains.items", "srains.x", "trains.x",
-    ["cmd.run", "test.ping"], ["test.ping", "cmd.run"], ["cmd.run", "state.apply"],
-])
+@pytest.mark.parametrize(
+    "fun",
+    [
+        "test.ping",
+        "test.version",
+        "tes.ping",
+        "cmd.run",
+        "system.sleep",
+        "sleep",
+        "mine.update",
+        "mine.updated",
+        "mine.updat",
+        "a.b",
+        "axb",
+        "A.b",
+        "lit\\x",
+        "lit",
+        "state.apply",
+        "grains.get",
+        "grains.items",
+        "srains.x",
+        "trains.x",
+        ["cmd.run", "test.ping"],
+        ["test.ping", "cmd.run"],
+        ["cmd.run", "state.apply"],
+    ],
+)
 def test_reactor_sls_ignores_exactly_the_functions_the_runner_ignores(master_opts, fun):
     master_opts["eventstore"]["ignore_funs"] = IGNORE_FUNS
     es = load_runner(master_opts)
@@ -146,14 +181,22 @@ def test_reactor_sls_ignores_a_nested_return_load_of_an_ignored_function(master_
     assert not starts_the_runner(master_opts, tag, {"data": data})
 
 
-@pytest.mark.parametrize("data", [
-    "not a mapping", {"id": "web1", "return": True}, {"id": "web1", "fun": 5, "return": True},
-], ids=["not-a-mapping", "no-function", "function-not-a-name"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        "not a mapping",
+        {"id": "web1", "return": True},
+        {"id": "web1", "fun": 5, "return": True},
+    ],
+    ids=["not-a-mapping", "no-function", "function-not-a-name"],
+)
 def test_reactor_sls_leaves_an_event_it_cannot_read_to_the_runner(master_opts, data):
     assert starts_the_runner(master_opts, f"salt/job/{JID}/ret/web1", data)
 
 
-@pytest.mark.parametrize("ignore_funs", [None, {"test.ping": True}, 5], ids=["none", "mapping", "number"])
+@pytest.mark.parametrize(
+    "ignore_funs", [None, {"test.ping": True}, 5], ids=["none", "mapping", "number"]
+)
 def test_reactor_sls_ignores_only_find_job_when_ignore_funs_is_not_a_list(master_opts, ignore_funs):
     master_opts["eventstore"]["ignore_funs"] = ignore_funs
     assert starts_the_runner(master_opts, *ret_event(fun="test.ping"))

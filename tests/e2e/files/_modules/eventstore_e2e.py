@@ -42,4 +42,3 @@ def lone_surrogate():
 def big(size):
     """A string of ``size`` x's."""
     return "x" * int(size)
-
