@@ -104,3 +104,17 @@ def run_job(client, minion, fun, arg=(), kwarg=None, timeout=60):
             if minion_id == minion.id:
                 return data["jid"], data["ret"]
     raise AssertionError(f"{fun} on {minion.id} returned nothing (jid {jid})")
+
+
+def run_job_retried(client, minion, fun, arg=(), attempts=3, timeout=30):
+    """
+    ``run_job``, published again when the minion did not answer: after a
+    master restart it may be re-authenticating (its master_alive check).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return run_job(client, minion, fun, arg, timeout=timeout)
+        except AssertionError:
+            if attempt == attempts:
+                raise
+    raise AssertionError("unreachable")

@@ -15,7 +15,7 @@ import pytest
 import salt.client
 import salt.loader
 from runnerlib import REPO
-from saltlib import Reactions, mysql_master_config, run_job
+from saltlib import Reactions, mysql_master_config, run_job_retried
 
 #: Short rounds, so that no test waits minutes.
 CATCH_UP = {"catch_up_interval": 2, "catch_up_after": 1}
@@ -162,7 +162,9 @@ def test_rows_spooled_when_the_master_stops_are_written_back_after_it_starts(set
     server.pause()
     try:
         with salt.client.get_local_client(master.config_file) as client:
-            jids = [run_job(client, minion, "test.echo", [f"spooled {n}"])[0] for n in range(3)]
+            jids = [
+                run_job_retried(client, minion, "test.echo", [f"spooled {n}"])[0] for n in range(3)
+            ]
         assert [reactions.result(f"salt/job/{jid}/ret/{minion.id}") for jid in jids] == [
             "spooled"
         ] * 3
@@ -183,7 +185,7 @@ def test_a_database_turned_read_only_gets_rows_spooled_then_written_back(setup, 
         cur.execute("SET GLOBAL read_only = 1")  # a failover: the master's user has no SUPER
         try:
             with salt.client.get_local_client(master.config_file) as client:
-                jid, _ = run_job(client, minion, "test.echo", ["read-only"])
+                jid, _ = run_job_retried(client, minion, "test.echo", ["read-only"])
             assert reactions.result(f"salt/job/{jid}/ret/{minion.id}") == "spooled"
         finally:
             cur.execute("SET GLOBAL read_only = 0")
@@ -222,14 +224,14 @@ def test_returns_neither_stored_nor_spooled_are_caught_up_once_there_is_room(
     master, minion, server, name = setup
     reactions = Reactions(event_listener, master)
     with salt.client.get_local_client(master.config_file) as client:
-        lost, _ = run_job(client, minion, "test.echo", ["nowhere to go"])
+        lost, _ = run_job_retried(client, minion, "test.echo", ["nowhere to go"])
         assert reactions.result(f"salt/job/{lost}/ret/{minion.id}") == "failed"
         assert "could not store nor spool" in master_log(master)
         status = master.salt_run_cli().run("eventstore.status")
         assert status.returncode == 1
         assert "spool cannot be written" in status.stdout, status
         unwritable_spool.end()
-        spooled, _ = run_job(client, minion, "test.echo", ["room again"])
+        spooled, _ = run_job_retried(client, minion, "test.echo", ["room again"])
         assert reactions.result(f"salt/job/{spooled}/ret/{minion.id}") == "spooled"
     database_down()  # up again
     wait_until_stored(server, name, [(lost, minion.id), (spooled, minion.id)])
