@@ -9,7 +9,7 @@ import time
 import pytest
 import salt.client
 import salt.utils.yaml
-from saltlib import Reactions, mysql_master_config, run_job
+from saltlib import Reactions, mysql_master_config, run_job, run_job_retried
 
 #: Seconds between find_job polls of a running job (Salt's default: 10).
 POLL_EVERY = 2
@@ -128,24 +128,13 @@ def restart_with(master, **eventstore):
     master.start()
 
 
-def run_job_when_connected(client, minion, fun, timeout=120):
-    """``run_job``, retried until the minion is back on the restarted master."""
-    deadline = time.time() + timeout
-    while True:
-        try:
-            return run_job(client, minion, fun, timeout=10)
-        except AssertionError:
-            if time.time() > deadline:
-                raise
-
-
 def test_a_changed_ignore_funs_takes_effect_in_the_sls_and_the_runner_after_a_restart(
     poll_master, poll_minion, event_listener, mysql_server, module_database
 ):
     restart_with(poll_master, ignore_funs=["test.versions_information"])
     try:
         with salt.client.get_local_client(poll_master.config_file) as client:
-            run_job_when_connected(client, poll_minion, "test.ping")
+            run_job_retried(client, poll_minion, "test.ping", attempts=12, timeout=10)
             RunnerJobs(event_listener, poll_master).settle(client, poll_minion)
             runner_jobs = RunnerJobs(event_listener, poll_master)
             now_ignored, _ = run_job(client, poll_minion, "test.versions_information")
