@@ -60,7 +60,7 @@ help:
 	@echo "  bench-forgeries   how long a forged return holds a reactor thread (~10 s)"
 	@echo "  bench-galera      cost of a Galera conflict, time to fail over to another node (~4 min)"
 	@echo "  bench-catch-up    what catch-up rounds and a 10,000-row spool replay cost (~5 min)"
-	@echo "  sql               regenerate sql/mysql.sql, sql/sqlite.sql and sql/postgres.sql from the runner"
+	@echo "  sql               regenerate sql/mysql.sql, sql/sqlite.sql and sql/postgres.sql from src/saltext/eventstore/schema.py"
 	@echo "  clean             remove .venv/, .demo/, .bench/ and dist/"
 
 venv: $(STAMP)
@@ -145,7 +145,7 @@ bench-catch-up: $(STAMP)
 	$(VENV_PY) bench/catch_up.py $(BENCH_ARGS)
 
 sql: $(STAMP)
-	$(VENV_PY) -c 'import sys; sys.path.insert(0, "_runners"); import eventstore; eventstore._write_schema_files("sql")'
+	$(VENV_PY) -c 'import sys; sys.path.insert(0, "src"); from saltext.eventstore import schema; schema.write_schema_files("sql")'
 
 clean:
 	rm -rf .venv .demo .bench dist

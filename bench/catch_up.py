@@ -116,7 +116,7 @@ def main():
 
 def rounds_on_a_big_job_cache(es, opts, mysqld, args):
     """What rounds cost on a job cache of ``args.jobs`` x ``args.minions``."""
-    max_jobs = es._catch_up_settings(opts).max_jobs
+    max_jobs = es.lib.config.catch_up_settings(opts).max_jobs
     started = time.monotonic()
     jids = write_job_cache(opts, args.jobs, args.minions)
     say(
@@ -161,7 +161,7 @@ def rounds_on_a_big_job_cache(es, opts, mysqld, args):
     )
 
     # The first round ever on a master whose database holds everything already.
-    os.unlink(es._catch_up_settings(opts).state_path)
+    os.unlink(es.lib.config.catch_up_settings(opts).state_path)
     rounds, total_cpu, total_db = 0, 0.0, 0.0
     while True:
         report, used, db_used, _ = timed_round(es, mysqld)
@@ -185,7 +185,7 @@ def spool_replay(opts, rows):
     writer = es._runtime().writer
     for n in range(rows):
         _, data = ret_event(minion=f"spooled-{n % 100:02d}", jid=f"20261201{n:012d}", ret="x" * 200)
-        writer.spool.put(es._return_row(data["jid"], data["id"], data))
+        writer.spool.put(es.lib.rows.return_row(data["jid"], data["id"], data))
 
     def live_store_ms(count=30):
         times = []
@@ -200,7 +200,7 @@ def spool_replay(opts, rows):
     spooled_p50, spooled_max = live_store_ms()
     left = len(writer.spool.names())
     say(
-        f"spool: {rows} rows; a live store writing back {es.REPLAY_BATCH} of them took {spooled_p50:.0f} ms p50,"
+        f"spool: {rows} rows; a live store writing back {es.lib.writer.REPLAY_BATCH} of them took {spooled_p50:.0f} ms p50,"
         f" {spooled_max:.0f} ms max ({rows - left} written back by 30 live stores)"
     )
     # Catch-up rounds write back the rest, CATCH_UP_REPLAY rows each, one every CATCH_UP_PAUSE s.
@@ -211,7 +211,7 @@ def spool_replay(opts, rows):
     wall = time.monotonic() - began
     say(
         f"catch-up rounds wrote back the other {left} rows in {rounds} rounds, {wall:.1f} s of work"
-        f" ({left / wall:.0f} rows/s, CPU {cpu() - used:.1f} s; the rounds are {es.CATCH_UP_PAUSE:.0f} s apart)"
+        f" ({left / wall:.0f} rows/s, CPU {cpu() - used:.1f} s; the rounds are {es.lib.catchup.CATCH_UP_PAUSE:.0f} s apart)"
     )
     empty_p50, empty_max = live_store_ms()
     say(f"a live store with the spool empty: {empty_p50:.0f} ms p50, {empty_max:.0f} ms max")

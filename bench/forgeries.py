@@ -38,7 +38,7 @@ def main():
         ("targeted minion not returned yet, first event", [ret_event(minion="web2")]),
         ("the same again", [ret_event(minion="web2") for _ in range(20)]),
     ]
-    print(f"job_cache_wait {wait:g} s, UNEXPECTED_WAIT {es.UNEXPECTED_WAIT:g} s\n")
+    print(f"job_cache_wait {wait:g} s, UNEXPECTED_WAIT {es.lib.intake.UNEXPECTED_WAIT:g} s\n")
     print("| forged return | events | verdicts | ms per event (median) |")
     print("|---|---|---|---|")
     for label, events in cases:

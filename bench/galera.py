@@ -68,7 +68,7 @@ def timed(call):
 
 def conflicts(cluster, database):
     es = runner(cluster, database, cluster.hosts()[:1])
-    insert_new = es._MySQLStore._insert_new
+    insert_new = es.lib.store_mysql.MySQLStore._insert_new
     pending = []
 
     def hooked(self, cur, statement, params):
@@ -77,7 +77,7 @@ def conflicts(cluster, database):
             pending.pop()()
         return added
 
-    es._MySQLStore._insert_new = hooked
+    es.lib.store_mysql.MySQLStore._insert_new = hooked
     cases = {
         "plain store()": [],
         "store() of a row stored already": [],
@@ -104,7 +104,7 @@ def conflicts(cluster, database):
                 ms -= other[-1]
             cases[case].append(ms)
             verdicts[case].add(verdict)
-    print(f"\n{ROUNDS} rounds, CONFLICT_PAUSE {es.CONFLICT_PAUSE} s (x0.5-1.5 jitter)\n")
+    print(f"\n{ROUNDS} rounds, CONFLICT_PAUSE {es.lib.store.CONFLICT_PAUSE} s (x0.5-1.5 jitter)\n")
     print("| case | verdicts | ms per store, median | p90 |")
     print("|---|---|---|---|")
     for case, times in cases.items():

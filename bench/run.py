@@ -842,7 +842,7 @@ def part_query(bench, total):
         es = load_runner(opts)
         es.init()
         store = es._store()
-        statement = store.sql(es._INSERT["salt_returns"])
+        statement = store.sql(es.lib.store.INSERT["salt_returns"])
         start = time.time()
         chunk = []
 
@@ -867,7 +867,8 @@ def part_query(bench, total):
             found = es.query(jid=f"2026010100{jid:010d}")
             timings.append((time.perf_counter() - t0) * 1000)
             assert len(found) == 100, len(found)
-        select = es._SELECT_JID.format(where="WHERE `jid` = %s")  # what query(jid=) runs
+        # What query(jid=) runs.
+        select = es.lib.readback.SELECT_JID.format(where="WHERE `jid` = %s")
         explain = {"sqlite": "EXPLAIN QUERY PLAN "}.get(backend, "EXPLAIN ")
         plan = store.select(explain + select, ("x",))
         row(

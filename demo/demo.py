@@ -117,8 +117,15 @@ class Demo:
         for sub in ("conf", "srv/salt/_runners", "srv/reactor", "master", "minion", "logs"):
             (root / sub).mkdir(parents=True, exist_ok=True)
 
-        # The admin's install: runner under file_roots, reactor SLS in /srv/reactor.
+        # The admin's install: runner and the package it imports under file_roots,
+        # reactor SLS in /srv/reactor.
         shutil.copy(REPO / "_runners" / "eventstore.py", srv / "salt" / "_runners")
+        shutil.copytree(
+            REPO / "src" / "saltext",
+            srv / "salt" / "_runners" / "saltext",
+            ignore=shutil.ignore_patterns("__pycache__"),
+            dirs_exist_ok=True,
+        )
         shutil.copy(REPO / "reactor" / "eventstore.sls", srv / "reactor" / "eventstore.sls")
         (srv / "salt" / "demo.sls").write_text(
             "demo file:\n"

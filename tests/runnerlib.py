@@ -6,25 +6,62 @@ hand it its globals, for tests that call its functions directly.
 import importlib.util
 import itertools
 import pathlib
+import shutil
+import sys
 import time
+import types
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RUNNER_PATH = REPO / "_runners" / "eventstore.py"
 REACTOR_SLS = REPO / "reactor" / "eventstore.sls"
+#: The package's modules (src/saltext/eventstore), for tests of their pure rules.
+SRC = REPO / "src"
+if str(SRC) not in sys.path:
+    sys.path.insert(0, str(SRC))
+
+#: The runner and the modules of eventstore's package it imports.
+LIBRARY = "saltext.eventstore"
 
 _counter = itertools.count()
+
+
+def copy_synced_install(runners_dir):
+    """
+    Lay out what the README's synced install copies into a ``file_roots``
+    ``_runners`` folder: the runner, and beside it the package it imports
+    (``src/saltext`` as ``_runners/saltext``).
+    """
+    runners_dir = pathlib.Path(runners_dir)
+    runners_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(RUNNER_PATH, runners_dir / "eventstore.py")
+    shutil.copytree(
+        SRC / "saltext",
+        runners_dir / "saltext",
+        ignore=shutil.ignore_patterns("__pycache__"),
+        dirs_exist_ok=True,
+    )
+    return runners_dir / "eventstore.py"
 
 
 def load_runner(opts):
     """
     A fresh copy of ``_runners/eventstore.py`` (its own module state) with
-    ``__opts__`` and an empty ``__context__``.
+    ``__opts__`` and an empty ``__context__``.  As under Salt's loader, it
+    imports eventstore's modules afresh: they are its ``lib`` attribute here
+    (``es.lib.writer``), for tests that look inside or set a constant.
     """
     spec = importlib.util.spec_from_file_location(f"eventstore_{next(_counter)}", RUNNER_PATH)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.__opts__ = opts
     module.__context__ = {}
+    module.lib = types.SimpleNamespace(
+        **{
+            name[len(LIBRARY) + 1 :]: loaded
+            for name, loaded in sys.modules.items()
+            if name.startswith(LIBRARY + ".")
+        }
+    )
     return module
 
 
@@ -49,10 +86,18 @@ class FakeClock:
 
 
 def fake_clock(es):
-    """Give the loaded runner ``es`` a :py:class:`FakeClock`; returns it."""
-    if not isinstance(es.time, FakeClock):
-        es.time = FakeClock()
-    return es.time
+    """
+    Give the loaded runner ``es`` a :py:class:`FakeClock`: every module of
+    its load that reads the clock gets it.  Returns it.
+    """
+    clock = getattr(es.lib, "clock", None)
+    if clock is None:
+        clock = FakeClock()
+        for module in vars(es.lib).values():
+            if getattr(module, "time", None) is time:
+                module.time = clock
+        es.lib.clock = clock
+    return clock
 
 
 def returner_keys(prefix, server, database, user=None, password=None):

@@ -1,24 +1,21 @@
 """
-The install path of the README on a zero-config master: copy the runner under
-file_roots, `salt-run saltutil.sync_runners`, `eventstore.init`, and returns land
-in SQLite under the master's cachedir.
+The install path of the README on a zero-config master: copy the runner and the
+package it imports under file_roots, `salt-run saltutil.sync_runners`,
+`eventstore.init`, and returns land in SQLite under the master's cachedir.
 """
 
 import pathlib
-import shutil
 
 import pytest
 from saltlib import REACTOR, Reactions, run_job
-from runnerlib import RUNNER_PATH
+from runnerlib import copy_synced_install
 
 
 @pytest.fixture(scope="module")
 def plain_master(salt_factories):
     factory = salt_factories.salt_master_daemon("es-install-master", overrides={"reactor": REACTOR})
     with factory.started():
-        runners = pathlib.Path(factory.config["file_roots"]["base"][0]) / "_runners"
-        runners.mkdir(parents=True, exist_ok=True)
-        shutil.copy(RUNNER_PATH, runners / "eventstore.py")
+        copy_synced_install(pathlib.Path(factory.config["file_roots"]["base"][0]) / "_runners")
         # Before any job event: the reactor keeps its first runner loader a minute.
         synced = factory.salt_run_cli().run("saltutil.sync_runners")
         assert "runners.eventstore" in synced.data, synced

@@ -55,7 +55,7 @@ def before_commit(runner, *actions):
     Run the first of ``actions`` after the runner's INSERTs and before its
     COMMIT, the next one at its next try, and so on.
     """
-    insert_new = runner._MySQLStore._insert_new
+    insert_new = runner.lib.store_mysql.MySQLStore._insert_new
     pending = list(actions)
 
     def hooked(self, cur, statement, params):
@@ -64,7 +64,7 @@ def before_commit(runner, *actions):
             pending.pop(0)()
         return added
 
-    runner._MySQLStore._insert_new = hooked
+    runner.lib.store_mysql.MySQLStore._insert_new = hooked
 
 
 def spooled(runner):

@@ -71,7 +71,9 @@ def test_a_refused_event_does_not_keep_the_rest_of_its_batch_out(es):
 
 
 def test_a_row_the_database_refuses_is_a_dead_letter_and_the_rest_of_its_table_is_stored(es):
-    good = [es._return_row(JID, f"web{n}", ret_event(minion=f"web{n}")[1]) for n in range(3)]
+    good = [
+        es.lib.rows.return_row(JID, f"web{n}", ret_event(minion=f"web{n}")[1]) for n in range(3)
+    ]
     # A NULL in a NOT NULL column: refused by either database, for this row only.
     bad = good[1]._replace(id="bad", ret=None)
     counts = es._runtime().writer.write_many([good[0], bad, good[2]])

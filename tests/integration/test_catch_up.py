@@ -12,6 +12,7 @@ import threading
 import pytest
 import salt.config
 import salt.loader
+import salt.utils.jid
 from runnerlib import load_runner, new_event, ret_event
 
 JIDS = [f"2026112612000000000{n}" for n in range(10)]
@@ -96,7 +97,7 @@ def test_returns_younger_than_catch_up_after_are_left_to_the_live_path(master_op
 
 def changed_at(es, jid, when):
     """Make the job's folder look last changed by the master at ``when`` (epoch seconds)."""
-    folder = es.salt.utils.jid.jid_dir(jid, os.path.join(es.__opts__["cachedir"], "jobs"), "sha256")
+    folder = salt.utils.jid.jid_dir(jid, os.path.join(es.__opts__["cachedir"], "jobs"), "sha256")
     os.utime(folder, (when, when))
 
 
@@ -147,7 +148,7 @@ def test_the_next_round_is_due_soon_when_a_round_had_more_to_do(master_opts, job
     job_cache(JIDS[0])
     job_cache(JIDS[1])
     unchanged_since_long_ago(es, JIDS[0])
-    assert es.catch_up()["next_round_in"] <= es.CATCH_UP_PAUSE
+    assert es.catch_up()["next_round_in"] <= es.lib.catchup.CATCH_UP_PAUSE
     assert es.catch_up()["next_round_in"] > 500
 
 
@@ -169,7 +170,7 @@ def test_the_masters_runner_jobs_and_ignored_functions_are_left_out(es, job_cach
 def test_a_round_writes_the_spool_back(es):
     writer = es._runtime().writer
     tag, data = ret_event(jid=JIDS[0])
-    writer.spool.put(es._return_row(JIDS[0], "web1", data))
+    writer.spool.put(es.lib.rows.return_row(JIDS[0], "web1", data))
     assert es.catch_up()["last_round"]["written back from the spool"] == 1
     assert stored(es) == [(JIDS[0], "web1")]
 
@@ -205,7 +206,7 @@ def test_the_state_survives_a_reload_of_the_module(es, job_cache, master_opts):
 
 def test_no_round_runs_while_another_process_runs_one(es, job_cache):
     job_cache(JIDS[0])
-    settings = es._catch_up_settings(es.__opts__)
+    settings = es.lib.config.catch_up_settings(es.__opts__)
     os.makedirs(os.path.dirname(settings.lock_path), exist_ok=True)
     with open(settings.lock_path, "w") as other:
         fcntl.flock(other, fcntl.LOCK_EX)  # flock: per open file, so this process counts as another
@@ -250,7 +251,7 @@ def test_catch_up_is_off_when_turned_off(master_opts, job_cache):
 
 def test_catch_up_is_off_with_another_job_cache(master_opts):
     master_opts["master_job_cache"] = "mysql"
-    assert load_runner(master_opts)._catch_up_settings(master_opts).enabled is False
+    assert load_runner(master_opts).config.catch_up_settings(master_opts).enabled is False
 
 
 def test_one_catch_up_thread_per_process_whatever_copy_of_the_module_starts_it(
@@ -259,12 +260,16 @@ def test_one_catch_up_thread_per_process_whatever_copy_of_the_module_starts_it(
     release = threading.Event()
     copies = [load_runner(master_opts) for _ in range(3)]
     for copy in copies:
-        monkeypatch.setattr(copy, "_catch_up_forever", release.wait)
-    monkeypatch.delitem(__import__("sys").modules, copies[0]._PROCESS_WIDE, raising=False)
+        monkeypatch.setattr(
+            copy.lib.catchup, "catch_up_forever", lambda opts, get_runtime: release.wait()
+        )
+    monkeypatch.delitem(
+        __import__("sys").modules, copies[0].lib.catchup.PROCESS_WIDE, raising=False
+    )
     before = set(threading.enumerate())
     try:
         for copy in copies:  # a reaction in each copy the reactor's loader made
-            copy._start_catch_up_thread()
+            copy.lib.catchup.start_catch_up_thread(copy.__opts__, copy._runtime)
         started = [
             t for t in set(threading.enumerate()) - before if t.name == "eventstore-catch-up"
         ]

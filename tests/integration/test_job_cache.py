@@ -182,7 +182,7 @@ def waits_for(es, event):
 def test_a_return_from_a_minion_the_job_did_not_target_is_not_waited_for_long(es, job_cache):
     job_cache.publish(minions=("web1",))
     verdict, waited = waits_for(es, ret_event(minion="victim"))
-    assert verdict == "refused" and waited == pytest.approx(es.UNEXPECTED_WAIT)
+    assert verdict == "refused" and waited == pytest.approx(es.lib.intake.UNEXPECTED_WAIT)
 
 
 def test_a_late_return_from_a_minion_behind_a_syndic_is_waited_for(es, job_cache):
@@ -191,7 +191,10 @@ def test_a_late_return_from_a_minion_behind_a_syndic_is_waited_for(es, job_cache
     event = ret_event(minion="far1", ret="via the syndic")
     # Later than UNEXPECTED_WAIT, the wait for a minion the job did not expect.
     verdict = while_the_master_writes(
-        es, lambda: es.store(*event), lambda: job_cache.ret(event), after=10 * es.UNEXPECTED_WAIT
+        es,
+        lambda: es.store(*event),
+        lambda: job_cache.ret(event),
+        after=10 * es.lib.intake.UNEXPECTED_WAIT,
     )
     assert verdict == "stored"
 
@@ -201,7 +204,7 @@ def test_a_forged_return_waited_for_in_vain_once_is_not_waited_for_long_again(es
     first = waits_for(es, ret_event(minion="web2", ret="forged"))
     again = waits_for(es, ret_event(minion="web2", ret="forged again"))
     assert first == ("refused", pytest.approx(LONG_WAIT))
-    assert again == ("refused", pytest.approx(es.UNEXPECTED_WAIT))
+    assert again == ("refused", pytest.approx(es.lib.intake.UNEXPECTED_WAIT))
 
 
 def test_a_damaged_return_file_in_the_job_cache_is_refused_with_the_reason(
@@ -317,7 +320,7 @@ def test_a_job_load_the_cache_lacks_is_refused(es):
 
 def test_a_master_with_another_job_cache_does_not_verify(master_opts):
     master_opts["master_job_cache"] = "redis"
-    assert runner(master_opts)._resolve_config(master_opts).verify_returns is False
+    assert runner(master_opts).config.resolve_config(master_opts).verify_returns is False
 
 
 def test_backfill_stores_what_the_job_cache_has(es, job_cache):
@@ -355,7 +358,7 @@ def test_backfill_without_a_jid_reads_the_recent_jobs(es, job_cache, master_opts
 
 
 def test_backfill_of_more_jobs_than_a_batch_stores_them_all(es, job_cache, monkeypatch):
-    monkeypatch.setattr(es, "BACKFILL_BATCH", 2)
+    monkeypatch.setattr(es.lib.catchup, "BACKFILL_BATCH", 2)
     jids = [f"2026112612000000000{n}" for n in range(3)]
     for jid in jids:
         job_cache.publish(jid=jid)

@@ -141,7 +141,7 @@ def test_migrate_test_shows_the_steps_and_changes_nothing(es, db):
         "ALTER TABLE `jids` CONVERT TO CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
     )
     assert "remove 2 duplicate returns of 1 (jid, id) pairs" in report["steps"][2]
-    assert report["steps"][3] == es._ADD_UNIQUE_KEY
+    assert report["steps"][3] == es.lib.schema.ADD_UNIQUE_KEY
     assert [create_table(db.conn, table) for table in ("jids", "salt_returns")] == before
     assert len(stored(db)) == 3
 
@@ -157,7 +157,7 @@ def test_migrate_on_postgres_removes_duplicates_then_adds_the_unique_key_and_cha
     assert report["steps"] == [
         "remove 1 duplicate returns of 1 (jid, id) pairs, keeping the first stored of each"
         " (oldest alter_time, then lowest full_ret)",
-        es._store().sql(es._ADD_UNIQUE_KEY),
+        es._store().sql(es.lib.schema.ADD_UNIQUE_KEY),
     ]
     assert (es._store().schema(), len(stored(db))) == (before, 2)
 

@@ -136,7 +136,7 @@ def test_a_value_too_long_for_its_column_is_refused_by_the_server_not_cut(
     # Past the runner's own cut to the column's width, straight to the
     # writer: only the server decides.
     _, data = ret_event()
-    row = es._return_row(JID, "web1", data)._replace(fun="a_custom_module." + "f" * 50)
+    row = es.lib.rows.return_row(JID, "web1", data)._replace(fun="a_custom_module." + "f" * 50)
     assert es._runtime().writer.write(row) == "dead-lettered"
     assert count(es) == 0
 
@@ -146,7 +146,7 @@ def test_text_is_escaped_as_pymysql_escapes_it():
 
     es = load_runner({})
     text = "".join(chr(n) for n in range(128)) + "grüße \U0001f680 \\' \\\\\" '"
-    assert es._mysql_escape(text) == pymysql.converters.escape_string(text)
+    assert es.lib.store_mysql.mysql_escape(text) == pymysql.converters.escape_string(text)
 
 
 def test_a_server_without_backslash_escapes_stores_text_verbatim(es, mysql_server):

@@ -17,7 +17,7 @@ CUTOFF_JID, NEW_JID = "20201101000000000000", "20201101000000000001"
 def put_return(es, minion, alter_time, jid=OLD_JID):
     """A salt_returns row as the store writes it, stored at ``alter_time`` (UTC)."""
     _, data = ret_event(minion=minion, jid=jid)
-    row = es._return_row(jid, minion, data)
+    row = es.lib.rows.return_row(jid, minion, data)
     statement = es._store().sql(
         "INSERT INTO `salt_returns` (`fun`, `jid`, `return`, `id`, `success`, `full_ret`,"
         " `alter_time`) VALUES (%s, %s, %s, %s, %s, %s, %s)"

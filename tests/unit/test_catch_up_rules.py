@@ -4,13 +4,11 @@ looks at, when the next is due, and where a round that had more to do stops.
 """
 
 import pytest
-from runnerlib import load_runner
-
-es = load_runner({})
+from saltext.eventstore import catchup, config
 
 
 def settings(**own):
-    return es._catch_up_settings({"cachedir": "/var/cache/salt/master", "eventstore": own})
+    return config.catch_up_settings({"cachedir": "/var/cache/salt/master", "eventstore": own})
 
 
 def test_catch_up_is_on_by_default_every_minute_for_returns_a_minute_old():
@@ -27,7 +25,7 @@ def test_catch_up_can_be_turned_off():
     "opts", [{"master_job_cache": "mysql"}, {"ext_job_cache": "mysql"}, {"job_cache": False}]
 )
 def test_catch_up_is_off_without_returns_in_local_cache(opts):
-    assert es._catch_up_settings(opts).enabled is False
+    assert config.catch_up_settings(opts).enabled is False
 
 
 @pytest.mark.parametrize(
@@ -39,35 +37,35 @@ def test_a_setting_that_is_no_positive_number_is_refused_by_name(key, value):
 
 
 def test_the_first_round_ever_looks_at_the_whole_job_cache():
-    assert es._catch_up_window({}, settings(), now=1000.0) == (-1.0, 940.0)
+    assert catchup.catch_up_window({}, settings(), now=1000.0) == (-1.0, 940.0)
 
 
 def test_a_round_looks_again_a_little_before_where_the_last_one_ended():
-    low, _ = es._catch_up_window({"watermark": 900.0}, settings(), now=1000.0)
-    assert low == 900.0 - es.CATCH_UP_OVERLAP
+    low, _ = catchup.catch_up_window({"watermark": 900.0}, settings(), now=1000.0)
+    assert low == 900.0 - catchup.CATCH_UP_OVERLAP
 
 
 def test_a_round_after_one_that_stopped_short_goes_on_exactly_where_it_stopped():
-    low, _ = es._catch_up_window({"watermark": 900.0, "cut": True}, settings(), now=1000.0)
+    low, _ = catchup.catch_up_window({"watermark": 900.0, "cut": True}, settings(), now=1000.0)
     assert low == 900.0
 
 
 def test_folders_changed_within_catch_up_after_are_left_to_the_live_path():
-    _, high = es._catch_up_window({}, settings(catch_up_after=30), now=1000.0)
+    _, high = catchup.catch_up_window({}, settings(catch_up_after=30), now=1000.0)
     assert high == 970.0
 
 
 def test_a_round_is_due_when_none_ran_or_its_time_came():
-    assert es._catch_up_due({}, now=1.0)
-    assert not es._catch_up_due({"next_round": 100.0}, now=99.0)
-    assert es._catch_up_due({"next_round": 100.0}, now=100.0)
+    assert catchup.catch_up_due({}, now=1.0)
+    assert not catchup.catch_up_due({"next_round": 100.0}, now=99.0)
+    assert catchup.catch_up_due({"next_round": 100.0}, now=100.0)
 
 
 def test_a_cut_does_not_part_folders_of_one_moment():
     changed = [(1, "a"), (2, "b"), (3, "c"), (3, "d"), (4, "e")]
-    assert es._cut_between_times(changed, 3) == [(1, "a"), (2, "b")]
+    assert catchup.cut_between_times(changed, 3) == [(1, "a"), (2, "b")]
 
 
 def test_folders_of_one_moment_more_than_a_round_takes_go_together():
     changed = [(3, "a"), (3, "b"), (3, "c"), (4, "d")]
-    assert es._cut_between_times(changed, 2) == [(3, "a"), (3, "b"), (3, "c")]
+    assert catchup.cut_between_times(changed, 2) == [(3, "a"), (3, "b"), (3, "c")]

@@ -4,10 +4,11 @@ Which backend and options the master config selects.
 
 import pytest
 from runnerlib import load_runner
+from saltext.eventstore.config import resolve_config
 
 
 def config(opts):
-    return load_runner(opts)._resolve_config(opts)
+    return resolve_config(opts)
 
 
 def test_no_mysql_keys_means_sqlite_in_the_cachedir():
@@ -133,7 +134,7 @@ def test_postgres_hosts_take_a_bare_ipv6_address_without_a_port():
 
 def test_virtual_says_psycopg_is_missing_for_the_postgres_backend():
     es = load_runner({"returner.pgjsonb.host": "pg1"})
-    es.HAS_PSYCOPG = False  # as on a master without the driver
+    es.lib.store_postgres.HAS_PSYCOPG = False  # as on a master without the driver
     loaded, reason = es.__virtual__()
     assert loaded is False
     assert "psycopg" in reason and "salt-pip install" in reason
@@ -141,13 +142,13 @@ def test_virtual_says_psycopg_is_missing_for_the_postgres_backend():
 
 def test_virtual_loads_mysql_without_psycopg():
     es = load_runner({"mysql.host": "db1"})
-    es.HAS_PSYCOPG = False
+    es.lib.store_postgres.HAS_PSYCOPG = False
     assert es.__virtual__() == "eventstore"
 
 
 def test_virtual_says_pymysql_is_missing_for_the_mysql_backend():
     es = load_runner({"mysql.host": "db1"})
-    es.HAS_PYMYSQL = False  # as on a master without the driver
+    es.lib.store_mysql.HAS_PYMYSQL = False  # as on a master without the driver
     loaded, reason = es.__virtual__()
     assert loaded is False
     assert "PyMySQL" in reason and "salt-pip install pymysql" in reason
@@ -155,7 +156,7 @@ def test_virtual_says_pymysql_is_missing_for_the_mysql_backend():
 
 def test_virtual_loads_sqlite_without_pymysql():
     es = load_runner({"cachedir": "/tmp"})
-    es.HAS_PYMYSQL = False
+    es.lib.store_mysql.HAS_PYMYSQL = False
     assert es.__virtual__() == "eventstore"
 
 

@@ -10,6 +10,7 @@ import logging
 import pymysql
 import pytest
 from runnerlib import load_runner
+from saltext.eventstore.config import resolve_config
 
 DEADLOCK = pymysql.err.OperationalError(
     1213, "Deadlock found when trying to get lock; try restarting transaction"
@@ -36,7 +37,7 @@ DUPLICATE = pymysql.err.IntegrityError(1062, "Duplicate entry")
 
 
 def config(opts):
-    return load_runner(opts)._resolve_config(opts)
+    return resolve_config(opts)
 
 
 # --- the host list -----------------------------------------------------------
@@ -75,7 +76,7 @@ def test_a_bad_host_entry_keeps_the_runner_from_loading_and_is_named(entry):
 
 def test_the_database_is_named_with_every_host_and_no_password():
     es = load_runner({"mysql.pass": "s3cret", "eventstore": {"mysql_hosts": ["db1", "db2:3307"]}})
-    store = es._MySQLStore(es._resolve_config(es.__opts__))
+    store = es.lib.store_mysql.MySQLStore(es.lib.config.resolve_config(es.__opts__))
     assert store.describe() == "mysql://salt@db1:3306,db2:3307/salt"
 
 
@@ -95,25 +96,25 @@ es_module = load_runner({})
     ],
 )
 def test_deadlocks_certification_conflicts_and_lock_waits_are_conflicts(exc):
-    assert es_module._is_mysql_conflict(exc)
-    assert not es_module._is_mysql_not_ready(exc)
+    assert es_module.lib.store_mysql.is_mysql_conflict(exc)
+    assert not es_module.lib.store_mysql.is_mysql_not_ready(exc)
 
 
 @pytest.mark.parametrize("exc", [NOT_PREPARED, READ_ONLY])
 def test_a_galera_node_not_prepared_and_a_read_only_server_are_not_ready(exc):
-    assert es_module._is_mysql_not_ready(exc)
-    assert not es_module._is_mysql_conflict(exc)
+    assert es_module.lib.store_mysql.is_mysql_not_ready(exc)
+    assert not es_module.lib.store_mysql.is_mysql_conflict(exc)
 
 
 @pytest.mark.parametrize("exc", [REFUSED, LOST, DUPLICATE, ValueError(1213), OSError(1047, "x")])
 def test_other_errors_are_neither_conflicts_nor_a_node_not_ready(exc):
-    assert not es_module._is_mysql_conflict(exc)
-    assert not es_module._is_mysql_not_ready(exc)
+    assert not es_module.lib.store_mysql.is_mysql_conflict(exc)
+    assert not es_module.lib.store_mysql.is_mysql_not_ready(exc)
 
 
 def test_the_pause_after_a_conflict_doubles_with_jitter_around_it():
-    pause = es_module._conflict_pause
-    base = es_module.CONFLICT_PAUSE
+    pause = es_module.lib.store.conflict_pause
+    base = es_module.lib.store.CONFLICT_PAUSE
     assert [pause(attempt, 0.5) for attempt in (1, 2, 3)] == [base, 2 * base, 4 * base]
     assert (pause(1, 0.0), pause(1, 0.999)) == (base * 0.5, pytest.approx(base * 1.499))
 
@@ -156,7 +157,7 @@ def es(tmp_path):
     module = load_runner(
         {"cachedir": str(tmp_path), "eventstore": {"mysql_hosts": ["db1", "db2", "db3"]}}
     )
-    module.CONFLICT_PAUSE = 0  # no real pauses in unit tests
+    module.lib.store.CONFLICT_PAUSE = 0  # no real pauses in unit tests
     return module
 
 
@@ -167,7 +168,7 @@ def fake_store(es, down=(), commit_errors=None):
     ``commit_errors``, one each, in turn.
     """
 
-    class Store(es._MySQLStore):
+    class Store(es.lib.store_mysql.MySQLStore):
         def connect_to(self, host):
             self.tried.append(host[0])
             if host[0] in self.down:
@@ -176,7 +177,7 @@ def fake_store(es, down=(), commit_errors=None):
             self.connections.append(conn)
             return conn
 
-    store = Store(es._resolve_config(es.__opts__))
+    store = Store(es.lib.config.resolve_config(es.__opts__))
     store.tried, store.connections = [], []
     store.down, store.commit_errors = (
         set(down),
@@ -194,11 +195,11 @@ def test_a_conflict_is_run_again_on_the_same_connection(es):
 
 
 def test_a_conflict_that_outlasts_the_retries_is_raised(es):
-    store = fake_store(es, commit_errors={"db1": [DEADLOCK] * (es.CONFLICT_RETRIES + 1)})
+    store = fake_store(es, commit_errors={"db1": [DEADLOCK] * (es.lib.store.CONFLICT_RETRIES + 1)})
     with pytest.raises(Exception) as raised:  # noqa: PT011 (see below)
         store.run(lambda cur: None)
     assert raised.value.args[0] == 1213
-    assert store.connections[0].commits == es.CONFLICT_RETRIES + 1
+    assert store.connections[0].commits == es.lib.store.CONFLICT_RETRIES + 1
 
 
 def test_the_first_host_that_answers_is_used(es):
@@ -289,14 +290,14 @@ def test_when_every_host_is_not_ready_the_error_is_raised(es):
 
 
 def test_rows_that_conflict_past_the_retries_are_spooled_without_an_outage(es, tmp_path, caplog):
-    store = fake_store(es, commit_errors={"db1": [DEADLOCK] * (es.CONFLICT_RETRIES + 1)})
+    store = fake_store(es, commit_errors={"db1": [DEADLOCK] * (es.lib.store.CONFLICT_RETRIES + 1)})
     store._packet = 16 * 1024 * 1024  # no SELECT @@max_allowed_packet on the fake
-    writer = es._Writer(store, es._Spool(str(tmp_path / "spool")))
-    row = es.LoadRow("20261126120000000000", "{}")
+    writer = es.lib.writer.Writer(store, es.lib.spool.Spool(str(tmp_path / "spool")))
+    row = es.lib.rows.LoadRow("20261126120000000000", "{}")
     with caplog.at_level(logging.WARNING):
         assert writer.write(row) == "spooled"
     assert writer._outage is None
     assert not [r for r in caplog.records if "unavailable" in r.getMessage()]
     # The next store writes it back: no pause, as after an outage.
-    assert writer.write(es.LoadRow("20261126120000000001", "{}")) == "stored"
+    assert writer.write(es.lib.rows.LoadRow("20261126120000000001", "{}")) == "stored"
     assert writer.spool.names() == []

@@ -161,13 +161,15 @@ IGNORE_FUNS = [
 def test_reactor_sls_ignores_exactly_the_functions_the_runner_ignores(master_opts, fun):
     master_opts["eventstore"]["ignore_funs"] = IGNORE_FUNS
     es = load_runner(master_opts)
-    runner_ignores = es._is_ignored(es._fun_name(fun), es._resolve_config(master_opts).ignore_funs)
+    runner_ignores = es.lib.rows.is_ignored(
+        es.lib.rows.fun_name(fun), es.lib.config.resolve_config(master_opts).ignore_funs
+    )
     assert starts_the_runner(master_opts, *ret_event(fun=fun)) is not runner_ignores
 
 
 def test_reactor_sls_reads_a_single_ignored_glob_as_the_runner_does(master_opts):
     master_opts["eventstore"]["ignore_funs"] = "test.*"
-    assert load_runner(master_opts)._resolve_config(master_opts).ignore_funs[-1] == "test.*"
+    assert load_runner(master_opts).config.resolve_config(master_opts).ignore_funs[-1] == "test.*"
     assert not starts_the_runner(master_opts, *ret_event(fun="test.ping"))
 
 
@@ -214,4 +216,6 @@ def test_sql_files_are_the_runners_own_schema():
 
     es = load_runner({})
     for dialect in ("mysql", "sqlite", "postgres"):
-        assert (REPO / "sql" / f"{dialect}.sql").read_text() == es._schema_sql(dialect), dialect
+        assert (REPO / "sql" / f"{dialect}.sql").read_text() == es.lib.schema.schema_sql(dialect), (
+            dialect
+        )

@@ -66,7 +66,7 @@ def tries_of(es, store_class):
 
 def test_one_warning_per_outage_not_per_failed_try(es, caplog):
     es._runtime().writer.first_pause = 0  # every store tries the database again
-    tries = tries_of(es, es._SQLiteStore)
+    tries = tries_of(es, es.lib.store_sqlite.SQLiteStore)
     with caplog.at_level(logging.WARNING):
         for minion in ("a", "b", "c", "d"):
             assert es.store(*ret_event(minion=minion)) == "spooled"
@@ -83,7 +83,7 @@ def test_the_warning_carries_no_return_data(es, caplog):
 def test_after_a_failure_the_database_is_left_alone_for_a_pause(es):
     es._runtime().writer.first_pause = 3600
     es.store(*ret_event(minion="first"))
-    tries = tries_of(es, es._SQLiteStore)
+    tries = tries_of(es, es.lib.store_sqlite.SQLiteStore)
     for minion in ("a", "b", "c"):
         assert es.store(*ret_event(minion=minion)) == "spooled"
     assert tries == []
@@ -108,10 +108,10 @@ def test_replay_writes_the_spool_back_at_once(es, outage):
 
 
 def test_replay_more_than_a_batch(es, outage):
-    for n in range(es.REPLAY_BATCH + 5):
+    for n in range(es.lib.writer.REPLAY_BATCH + 5):
         es.store(*ret_event(minion=f"m{n}"))
     outage.end()
-    assert es.replay()["written back"] == es.REPLAY_BATCH + 5
+    assert es.replay()["written back"] == es.lib.writer.REPLAY_BATCH + 5
 
 
 def test_replay_while_still_down_leaves_the_spool_and_exits_non_zero(es):

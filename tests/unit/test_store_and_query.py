@@ -11,7 +11,7 @@ from runnerlib import JID, new_event, ret_event
 
 
 def rows(es, sql="SELECT fun, jid, id, success FROM salt_returns ORDER BY id"):
-    with sqlite3.connect(es._resolve_config(es.__opts__).sqlite_path) as conn:
+    with sqlite3.connect(es.lib.config.resolve_config(es.__opts__).sqlite_path) as conn:
         return conn.execute(sql).fetchall()
 
 
@@ -27,7 +27,7 @@ def test_store_writes_the_job_load(es):
 
 def test_other_tags_are_ignored_and_write_nothing(es):
     assert es.store("salt/auth", {"id": "web1"}) == "ignored"
-    assert not os.path.exists(es._resolve_config(es.__opts__).sqlite_path)
+    assert not os.path.exists(es.lib.config.resolve_config(es.__opts__).sqlite_path)
 
 
 def test_find_job_return_is_ignored(es):
@@ -48,19 +48,19 @@ def test_refused_event_is_logged_once_with_tag_and_reason_but_not_its_data(es, c
 
 def test_sqlite_file_is_readable_by_the_master_only(es):
     es.store(*ret_event())
-    mode = stat.S_IMODE(os.stat(es._resolve_config(es.__opts__).sqlite_path).st_mode)
+    mode = stat.S_IMODE(os.stat(es.lib.config.resolve_config(es.__opts__).sqlite_path).st_mode)
     assert mode == 0o600
 
 
 def test_store_reuses_its_connection_across_calls(es):
     opened = []
-    connect = es._SQLiteStore.connect
+    connect = es.lib.store_sqlite.SQLiteStore.connect
 
     def counting_connect(self):
         opened.append(1)
         return connect(self)
 
-    es._SQLiteStore.connect = counting_connect
+    es.lib.store_sqlite.SQLiteStore.connect = counting_connect
     for minion in ("a", "b", "c"):
         es.store(*ret_event(minion=minion))
     assert len(opened) == 1

@@ -1,0 +1,218 @@
+"""
+Job events in: what :py:func:`store` and :py:func:`store_events` of the
+runner do with the events the reactor and the engine hand over.  Each event
+is parsed, filtered and checked against the master job cache (waiting for
+the master to write it, with a shorter patience for what looks forged),
+turned into rows by :py:mod:`saltext.eventstore.rows`, and written by the
+writer, with the job's load once per job and process.
+"""
+
+import logging
+import time
+
+from saltext.eventstore.jobcache import wait_for
+from saltext.eventstore.rows import (
+    Refused,
+    dead_letter,
+    fun_name,
+    is_ignored,
+    is_trimmed,
+    job_load,
+    load_row,
+    parse_tag,
+    return_fun,
+    return_row,
+    unwrap,
+    with_job_cache,
+)
+
+log = logging.getLogger(__name__)
+
+#: Seconds to wait for the job cache to hold a return the job's minion
+#: list did not expect (a syndic's minion, stale grains) or that was already
+#: waited for in vain: a forgery, most likely.  The master writes a genuine
+#: one milliseconds after firing it; 10 reactor threads waiting this long
+#: each still take forgeries as fast as the reactor renders them (~50/s).
+#: backfill stores a genuine one this misses.
+UNEXPECTED_WAIT = 0.2
+
+
+def store_events(runtime, events):
+    """
+    Store ``events`` (each a mapping with a ``tag`` and ``data``); how many of them were ignored and refused and what
+    became of their rows, and apart from that, what became of the loads of
+    the jobs whose first returns they are.
+    """
+    # No __context__["retcode"] here: the reactor shares one context between
+    # all its runner calls, so one failure would mark every later job failed.
+    counts = dict.fromkeys(
+        ("stored", "duplicate", "ignored", "refused", "spooled", "dead-lettered", "failed"), 0
+    )
+    load_counts = dict.fromkeys(counts, 0)
+    jobs = []
+    for event in events or ():
+        tag = event.get("tag") if isinstance(event, dict) else None
+        parsed = parse_tag(tag)
+        if parsed is None:
+            counts["ignored"] += 1
+        else:
+            jobs.append((tag, *parsed, event.get("data")))
+    await_job_cache(runtime, jobs)
+    rows, loads = [], []
+    for tag, kind, jid, minion, data in jobs:
+        try:
+            row = checked_row(runtime, kind, jid, minion, data, wait=0)
+        except Refused as exc:
+            log.warning("eventstore: not storing %s: %s", tag[:300], exc)
+            counts["refused"] += 1
+            continue
+        if row is None:
+            counts["ignored"] += 1
+        else:
+            rows.append(row)
+            loads.extend(job_of_return(runtime, kind, jid, data))
+    write_rows(runtime, rows, counts)
+    write_rows(runtime, loads, load_counts)
+    return counts, load_counts
+
+
+def write_rows(runtime, rows, counts):
+    """
+    Write ``rows`` (each table's in one transaction) and count what became of them.
+    """
+    if not rows:
+        return
+    try:
+        for verdict, count in runtime.writer.write_many(rows).items():
+            counts[verdict] += count
+    except Exception as exc:  # pylint: disable=broad-except
+        # Neither the database nor the spool took them (disk full?).  A
+        # driver's error text holds no credentials; the event data is not logged.
+        log.error("eventstore: could not store nor spool %d rows: %s", len(rows), exc)
+        counts["failed"] += len(rows)
+
+
+def job_cache_key(config, kind, jid, minion, data):
+    """
+    What :py:func:`checked_row` will read from the job cache for this event,
+    as arguments of ``JobCache.ready``, or ``None``.  Raises
+    :py:class:`Refused` for an event that cannot be a return.
+    """
+    if kind == "new":
+        if not (config.verify_returns and isinstance(data, dict)):
+            return None
+        return None if is_ignored(fun_name(data.get("fun")), config.ignore_funs) else (jid,)
+    data = unwrap(data)
+    if return_fun(jid, minion, data, config.ignore_funs) is None:
+        return None
+    if config.verify_returns or is_trimmed(data):
+        return (jid, minion, "out" in data)
+    return None
+
+
+def await_job_cache(runtime, jobs):
+    """
+    Wait, once for all the events, up to ``job_cache_wait`` seconds, until
+    the master job cache holds what their rows are checked against: the
+    master writes it just after it fires the event.
+
+    A forger must not hold reactor threads that long with each event: a
+    return of a job the master never saw (no job folder) is not waited for,
+    and a return from a minion the job did not target, or one already
+    waited for in vain, only ``UNEXPECTED_WAIT``.  So a flood of forgeries
+    costs at most one full wait per (job, targeted minion) not yet returned.
+    """
+    config, job_cache = runtime.config, runtime.job_cache
+    waiting = []
+    for _, kind, jid, minion, data in jobs:
+        try:
+            key = job_cache_key(config, kind, jid, minion, data)
+        except Refused:
+            continue  # refused when its row is built
+        if key is None or job_cache.ready(*key):
+            continue
+        patience = config.job_cache_wait
+        if kind == "ret" and config.verify_returns:
+            if not job_cache.known(jid):
+                continue
+            if not job_cache.expects(jid, minion):
+                patience = min(patience, UNEXPECTED_WAIT)
+        waiting.append((key, patience))
+    if not waiting:
+        return
+    started = time.monotonic()
+
+    def all_there():
+        elapsed = time.monotonic() - started
+        still = []
+        for key, patience in waiting:
+            if job_cache.ready(*key):
+                continue
+            if elapsed < patience:
+                still.append((key, patience))
+            elif len(key) > 1 and patience == config.job_cache_wait:
+                job_cache.gave_up(*key[:2])
+        waiting[:] = still
+        return True if not waiting else None
+
+    wait_for(all_there, max(patience for _, patience in waiting))
+
+
+def job_of_return(runtime, kind, jid, data):
+    """
+    The ``jids`` row of the job a return belongs to, with the first of its
+    returns that this process stores: the reactor reacts to returns alone (a
+    reaction to ``salt/job/<jid>/new`` too would double its work for
+    one-minion jobs), and a job a minion started itself (``schedule``) has no
+    such event anyway.  From the master job cache when verifying (the master
+    writes a published job's load before publishing it, a scheduled job's
+    just before its return); else from a scheduled return's own event, and
+    nothing for a published job: its ``salt/job/*/new`` event brings it.
+    Nothing for other events.
+    """
+    if kind != "ret":
+        return []
+    data = unwrap(data)
+    verify = runtime.config.verify_returns
+    if not (verify or data.get("schedule")):
+        return []
+    try:
+        load = runtime.job_cache.load_once(jid) if verify else data
+        return [job_load(jid, load)] if load else []
+    except Refused as exc:
+        log.warning("eventstore: not storing the load of job %s: %s", jid, exc)
+        return []
+
+
+def checked_row(runtime, kind, jid, minion, data, wait=None):
+    """
+    The row for one event; with ``verify_returns``, built from the master's
+    job cache, which also completes a return the event bus trimmed.  ``wait``:
+    how long to wait for the job cache (default ``job_cache_wait``).
+    """
+    config, job_cache = runtime.config, runtime.job_cache
+    wait = config.job_cache_wait if wait is None else wait
+    if kind == "new":
+        row = load_row(jid, data)
+        if is_ignored(fun_name(data.get("fun")), config.ignore_funs):
+            return None
+        if config.verify_returns:
+            load = wait_for(lambda: job_cache.load(jid), wait)
+            if load is None:
+                raise Refused("the master job cache has no such job: forged, or not local_cache")
+            row = job_load(jid, load)
+        return row
+    data = unwrap(data)
+    if not (config.verify_returns or is_trimmed(data)):
+        return return_row(jid, minion, data, config.ignore_funs)
+    # Checked, but not serialised: the row is built from the job cache's copy.
+    if return_fun(jid, minion, data, config.ignore_funs) is None:
+        return None
+    cached = wait_for(lambda: job_cache.ret(jid, minion), wait)
+    if cached is None:
+        if config.verify_returns:
+            raise Refused("the master job cache has no such return: forged, or not local_cache")
+        row = return_row(jid, minion, data, config.ignore_funs)
+        return dead_letter(row, "the event bus trimmed it and the job cache does not have it")
+    job_fun = job_cache.fun(jid) if config.verify_returns else None
+    return return_row(jid, minion, with_job_cache(data, cached, job_fun), config.ignore_funs)
