@@ -13,8 +13,10 @@ tables, one row per (jid, minion), returns checked against and completed from
 the master job cache, the spool while the database is down), each table's rows
 in one transaction.
 
-:depends: the eventstore runner (``_runners/eventstore.py``), synced too, or
-    both installed as the saltext-eventstore package.
+:depends: the eventstore runner (``_runners/eventstore.py`` and the package
+    it imports), synced too, or both installed as the saltext-eventstore
+    package.  The engine reads the bus; storing is the runner's
+    (``store_events``), so one implementation serves both modes.
 
 Installation
 ------------
@@ -22,7 +24,8 @@ Installation
 Installed as the saltext-eventstore package, the engine and the runner are
 there already.  Synced from ``file_roots``: copy this file to
 ``_engines/eventstore.py`` and the runner to ``_runners/eventstore.py`` under
-a ``file_roots`` directory, then:
+a ``file_roots`` directory, with the package it imports (``src/saltext`` of
+the release) as ``_runners/saltext/``, then:
 
 .. code-block:: bash
 

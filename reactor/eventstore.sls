@@ -9,7 +9,8 @@ functions in the master config's ``eventstore: ignore_funs``.  A runner job
 costs the reactor ~20 ms of CPU whatever the runner does; deciding here costs
 a fraction of a millisecond.  Anything not decided here (no function name, an
 odd shape) goes to the runner, which keeps the same filter of its own
-(``_runners/eventstore.py``: ``_ignore_globs``, ``_fun_name``, ``_is_ignored``).
+(``saltext/eventstore/``: ``config.ignore_globs``, ``rows.fun_name``,
+``rows.is_ignored``; tests/unit/test_salt_integration.py holds both to the same answers).
 
 Python, not Jinja: the reactor renders its SLS for every event, with no cache;
 this template took Jinja ~6 ms to compile each time, Python 0.3 ms.  And the
