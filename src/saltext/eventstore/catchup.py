@@ -137,16 +137,11 @@ def copy_jobs(runtime, jids, returners=None):
 
 
 # ---------------------------------------------------------------------------
-# Catch-up: what the job cache holds and the database lacks, stored without
-# anyone running backfill.  A round looks only at the job folders the master
-# changed since the last round (a new job, or a minion's return, changes its
-# folder's mtime), asks the database which of those returns it lacks, and
-# copies those jobs with backfill's code.  Rounds are single-flight across
-# the processes that run them (the reactor's threads, the engine, salt-run)
-# by an flock, and their state lives in a file, so a reload of this module or
-# a master restart goes on from where the last round stopped.
+# The catch-up rounds.
 # ---------------------------------------------------------------------------
 
+#: How far before the last round's end a round looks again: job folders
+#: whose mtime a coarse or stepped clock put just before it.
 CATCH_UP_OVERLAP = 5.0
 
 #: Seconds until the next round when a round stopped at ``catch_up_max_jobs``.
@@ -421,16 +416,16 @@ def catch_up_forever(opts, get_runtime):
         time.sleep(min(max(state.get("next_round", 0) - time.time(), 1.0), 60.0))
 
 
-#: A name in sys.modules for what must outlive a reload of this module in a
-#: process: the reactor rebuilds its runner loader (a fresh copy of this
-#: module, fresh globals) every reactor_refresh_interval.
+#: A name in sys.modules for what must outlive a reload of the runner in a
+#: process: the reactor rebuilds its runner loader (a fresh copy of the
+#: runner and of these modules, fresh globals) every reactor_refresh_interval.
 PROCESS_WIDE = "eventstore_catch_up_process_wide"
 
 
 def start_catch_up_thread(opts, get_runtime):
     """
     Start this process's catch-up thread unless one runs: one per process,
-    whatever copy of this module a reaction runs in.
+    whatever load of the runner a reaction runs in.
     """
     holder = sys.modules.get(PROCESS_WIDE)
     if holder is None:

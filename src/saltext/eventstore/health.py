@@ -17,6 +17,7 @@ SELECT_LAST_STORED = (
     " (SELECT `alter_time` FROM `salt_returns` ORDER BY `jid` DESC LIMIT 100) AS `newest`"
 )
 
+#: The keys of eventstore.status's report, in their order.
 STATUS_KEYS = (
     "healthy",
     "retcode",

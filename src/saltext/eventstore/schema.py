@@ -247,7 +247,7 @@ DDL = {"mysql": MYSQL_TABLES, "sqlite": SQLITE_TABLES, "postgres": POSTGRES_TABL
 
 def schema_sql(dialect):
     """
-    The DDL of ``sql/<dialect>.sql``, from the same statements :py:func:`init` runs.
+    The DDL of ``sql/<dialect>.sql``, from the same statements the runner's ``init`` runs.
     """
     returner = "pgjsonb" if dialect == "postgres" else "mysql"
     head = (
