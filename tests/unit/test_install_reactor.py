@@ -19,7 +19,11 @@ def test_writes_the_shipped_sls_and_returns_the_reactor_config(es, tmp_path):
     ret = es.install_reactor(path=str(target))
     assert target.read_text() == REACTOR_SLS.read_text()
     assert f"Wrote {target}" in ret
-    assert ret.endswith(f"reactor:\n  - 'salt/job/*/ret/*':\n    - {target}")
+    assert ret.endswith(
+        f"reactor:\n  - 'salt/job/*/ret/*':\n    - {target}"
+        f"\n  - 'salt/run/*/ret':\n    - {target}"
+        f"\n  - 'salt/wheel/*/ret':\n    - {target}"
+    )
 
 
 def test_leaves_an_up_to_date_sls_alone(es, tmp_path):
