@@ -5,6 +5,7 @@ reactor mode (the README's reactor config) and in engine mode; eventstore's
 own runner jobs never stored, by the reactor, the engine or a catch-up round.
 """
 
+import contextlib
 import json
 import time
 
@@ -31,10 +32,17 @@ def orchestration(master):
         yield ORCHESTRATION
 
 
+@contextlib.contextmanager
 def own_master(salt_factories, name, overrides):
-    """A master of this module's own, with the tests' orchestrations in its file_roots."""
+    """
+    A master of this module's own, started, its tables made, with the
+    tests' orchestrations in its file_roots.
+    """
     overrides = dict(overrides, file_roots={"base": [str(FILES_DIR)]})
-    return salt_factories.salt_master_daemon(name, overrides=overrides)
+    factory = salt_factories.salt_master_daemon(name, overrides=overrides)
+    with factory.started():
+        assert factory.salt_run_cli().run("eventstore.init").returncode == 0
+        yield factory
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +54,7 @@ def catch_up_master(salt_factories, mysql_server, module_database):
     """
     overrides = mysql_master_config(mysql_server, module_database)
     overrides["eventstore"] = {"catch_up_after": 0, "catch_up_interval": 3600}
-    factory = own_master(salt_factories, "es-runjobs-master", overrides)
-    with factory.started():
-        assert factory.salt_run_cli().run("eventstore.init").returncode == 0
+    with own_master(salt_factories, "es-runjobs-master", overrides) as factory:
         yield factory
 
 
@@ -72,9 +78,7 @@ def catch_up_minion(catch_up_master):
 @pytest.fixture(scope="module")
 def engine_master(salt_factories, mysql_server, module_database):
     overrides = engine_master_config(mysql_server, module_database, batch_size=100, max_delay=0.1)
-    factory = own_master(salt_factories, "es-runjobs-engine-master", overrides)
-    with factory.started():
-        assert factory.salt_run_cli().run("eventstore.init").returncode == 0
+    with own_master(salt_factories, "es-runjobs-engine-master", overrides) as factory:
         yield factory
 
 

@@ -205,15 +205,22 @@ def return_row(jid, minion, data, ignore_funs=ALWAYS_IGNORED):
     """
     data = unwrap(data)
     fun = return_fun(jid, minion, data, ignore_funs)
-    if fun is None:
-        return None
+    return None if fun is None else result_row(fun, jid, minion, data)
+
+
+def result_row(fun, jid, returner_id, data):
+    """
+    The ``salt_returns`` row of ``data``, a checked result of function
+    ``fun`` that ``returner_id`` (a minion, or the master for its own jobs)
+    gave for job ``jid``.
+    """
     ret = to_json(data["return"])
     return ReturnRow(
         # The column is varchar(50); the whole name stays in full_ret.
         fun=fun[:FUN_WIDTH],
         jid=jid,
         ret=ret,
-        id=minion,
+        id=returner_id,
         # The returner writes the bool, which the driver turns into '1'/'0'.
         success="1" if data.get("success", False) == 1 else "0",
         full_ret=with_json_return(data, ret),
@@ -255,15 +262,7 @@ def master_job_row(kind, jid, master_id, data, ignore_funs=ALWAYS_IGNORED):
     if fun is None:
         return None
     check_minion_id(master_id)
-    ret = to_json(data["return"])
-    return ReturnRow(
-        fun=fun[:FUN_WIDTH],
-        jid=jid,
-        ret=ret,
-        id=master_id,
-        success="1" if data.get("success", False) == 1 else "0",
-        full_ret=with_json_return(data, ret),
-    )
+    return result_row(fun, jid, master_id, data)
 
 
 def master_job_load(jid, master_id, data):
