@@ -5,8 +5,9 @@ return rate is above what the reactor handles (a runner reaction costs the
 reactor about 20 ms of one core: some 40 to 60 returns a second).
 
 The engine is a reader and a writer in one master process.  The reader takes
-``salt/job/<jid>/new`` and ``salt/job/<jid>/ret/<minion>`` events off the bus
-into a bounded queue; the writer hands them, up to ``batch_size`` at a time,
+``salt/job/<jid>/new`` and ``salt/job/<jid>/ret/<minion>`` events, and the
+results of runner and wheel jobs (``salt/run/<jid>/ret``,
+``salt/wheel/<jid>/ret``), off the bus into a bounded queue; the writer hands them, up to ``batch_size`` at a time,
 to the runner function ``eventstore.store_events``, which checks, builds and
 writes the rows exactly as ``eventstore.store`` does for the reactor (the same
 tables, one row per (jid, minion), returns checked against and completed from
@@ -107,6 +108,9 @@ __virtualname__ = "eventstore"
 #: What the runner stores; every other tag stays off the queue.  The runner
 #: decides what is a job event; this only has to let all of those through.
 JOB_TAG_PREFIX = b"salt/job/"
+#: Where the master announces its runner and wheel jobs' results
+#: (``salt/run/<jid>/ret``): the runner stores them too, but eventstore's own.
+MASTER_JOB_TAG_PREFIXES = (b"salt/run/", b"salt/wheel/")
 TAGEND = salt.utils.event.TAGEND.encode()
 
 _STOP = b""  # no event is empty
@@ -121,12 +125,16 @@ def __virtual__():
 def _job_tag(raw):
     """
     The tag of a raw event (``tag``, ``TAGEND``, msgpack data) when it is a
-    job's load or return, else ``None``: read without decoding the data.
+    job's load or return, or a runner or wheel job's result, else ``None``:
+    read without decoding the data.
     """
-    if not raw.startswith(JOB_TAG_PREFIX):
-        return None
-    tag = raw[: raw.find(TAGEND)]
-    return tag if tag.endswith(b"/new") or b"/ret/" in tag else None
+    if raw.startswith(JOB_TAG_PREFIX):
+        tag = raw[: raw.find(TAGEND)]
+        return tag if tag.endswith(b"/new") or b"/ret/" in tag else None
+    if raw.startswith(MASTER_JOB_TAG_PREFIXES):
+        tag = raw[: raw.find(TAGEND)]
+        return tag if tag.endswith(b"/ret") else None
+    return None
 
 
 class _ByteQueue:

@@ -37,7 +37,13 @@ and add to the master config (then restart the master):
     reactor:
       - 'salt/job/*/ret/*':
         - /srv/reactor/eventstore.sls
+      - 'salt/run/*/ret':
+        - /srv/reactor/eventstore.sls
+      - 'salt/wheel/*/ret':
+        - /srv/reactor/eventstore.sls
 
+The ``salt/run`` and ``salt/wheel`` lines store runner and orchestration jobs
+and wheel jobs, under the master's id.
 (A ``salt/job/*/new`` line works too, and is needed only when
 ``verify_returns`` is off: then no job cache gives the job's load.)
 
@@ -293,8 +299,10 @@ def __virtual__():
 
 def store(tag, data):
     """
-    Store one job event: what the reactor calls for ``salt/job/*/ret/*``
-    (and for ``salt/job/*/new``, where that line is configured).
+    Store one job event: what the reactor calls for ``salt/job/*/ret/*``,
+    ``salt/run/*/ret`` and ``salt/wheel/*/ret`` (and for ``salt/job/*/new``,
+    where that line is configured).  A runner or wheel job's result is
+    stored as a return of the master's id; eventstore's own runner jobs never.
 
     A minion's return becomes one ``salt_returns`` row, and its job's load,
     from the master job cache, one ``jids`` row (a ``new`` event's load too),

@@ -1,10 +1,15 @@
 #!py
 """
 eventstore's reactor SLS: hand every job return (``salt/job/<jid>/ret/<minion>``)
-seen on the master bus to the eventstore runner, which checks and stores it.
+and every runner or wheel job's result (``salt/run/<jid>/ret``,
+``salt/wheel/<jid>/ret``) seen on the master bus to the eventstore runner,
+which checks and stores it.
 
-Returns the runner would ignore start no runner job at all: those of
-``saltutil.find_job`` (Salt polls every running job with it) and of the
+Results the runner would ignore start no runner job at all: those of
+``saltutil.find_job`` (Salt polls every running job with it), of eventstore's
+own runner functions (``salt-run eventstore.query``; the reactor's own
+``eventstore.store`` jobs never reach a reactor: it drops events of user
+"Reactor"), of the wheel functions that return secrets, and of the
 functions in the master config's ``eventstore: ignore_funs``.  A runner job
 costs the reactor ~20 ms of CPU whatever the runner does; deciding here costs
 a fraction of a millisecond.  Anything not decided here (no function name, an
@@ -22,6 +27,16 @@ The renderer sets ``tag``, ``data`` and ``__opts__`` (the master config).
 
 import fnmatch
 
+#: The runner's ``rows.ALWAYS_IGNORED`` (tests/unit/test_salt_integration.py
+#: holds them equal): the SLS cannot import the runner's modules.
+ALWAYS_IGNORED = [
+    "saltutil.find_job",
+    "runner.eventstore.*",
+    "wheel.key.gen",
+    "wheel.key.gen_accept",
+    "wheel.config.values",
+]
+
 
 def _ignore_globs(opts):
     own = opts.get("eventstore")
@@ -30,7 +45,7 @@ def _ignore_globs(opts):
         globs = [globs]
     if not isinstance(globs, (list, tuple)):
         globs = []
-    return ["saltutil.find_job"] + [glob for glob in globs if isinstance(glob, str)]
+    return ALWAYS_IGNORED + [glob for glob in globs if isinstance(glob, str)]
 
 
 def _fun_name(load):

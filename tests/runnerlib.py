@@ -219,3 +219,29 @@ def new_event(jid=JID, fun="test.ping", minions=("web1",), **extra):
     }
     data.update(extra)
     return f"salt/job/{jid}/new", data
+
+
+#: The master's id in the tests of its runner and wheel jobs: Salt's default
+#: form, ``<host>_master``.
+MASTER_ID = "salt1_master"
+
+
+def run_event(jid=JID, fun="runner.state.orchestrate", ret=None, success=True, **extra):
+    """
+    A ``salt/run/<jid>/ret`` tag and data as the master fires them for a
+    runner job (``fun`` ``wheel.*``: ``salt/wheel/<jid>/ret``).
+    """
+    data = {
+        "fun": fun,
+        "jid": jid,
+        "user": "alice",
+        "fun_args": ["deploy", {"orchestration_jid": jid}],
+        "_stamp": "2026-11-26T12:00:05.000001+00:00",
+        "return": {"data": {MASTER_ID: {}}, "outputter": "highstate", "retcode": 0}
+        if ret is None
+        else ret,
+        "success": success,
+    }
+    data.update(extra)
+    prefix = "salt/wheel" if fun.startswith("wheel.") else "salt/run"
+    return f"{prefix}/{jid}/ret", data

@@ -12,8 +12,16 @@ from runnerlib import REACTOR_SLS, REPO, mysql_keys
 #: Execution modules of the tests' own (eventstore_e2e: hostile returns).
 MODULE_DIR = REPO / "tests" / "e2e" / "files" / "_modules"
 
-#: The README's reactor config: returns only, each job's load comes with its first.
-REACTOR = [{"salt/job/*/ret/*": [str(REACTOR_SLS)]}]
+#: The README's reactor config: returns, and runner and wheel jobs' results;
+#: each job's load comes with its first.
+REACTOR = [
+    {"salt/job/*/ret/*": [str(REACTOR_SLS)]},
+    {"salt/run/*/ret": [str(REACTOR_SLS)]},
+    {"salt/wheel/*/ret": [str(REACTOR_SLS)]},
+]
+
+#: The e2e masters' file_roots: orchestrations of the tests' own (files/orch/).
+FILES_DIR = REPO / "tests" / "e2e" / "files"
 
 
 def reactor_master_config(database_keys):

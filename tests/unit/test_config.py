@@ -64,9 +64,10 @@ def test_sqlite_path_can_be_set():
     assert cfg.sqlite_path == "/srv/returns.db"
 
 
-def test_find_job_is_always_ignored():
+def test_find_job_and_eventstores_own_runner_jobs_are_always_ignored():
     cfg = config({"eventstore": {"ignore_funs": ["test.ping"]}})
-    assert cfg.ignore_funs == ("saltutil.find_job", "test.ping")
+    assert cfg.ignore_funs[:2] == ("saltutil.find_job", "runner.eventstore.*")
+    assert cfg.ignore_funs[-1] == "test.ping"
 
 
 def test_unknown_backend_is_an_error():

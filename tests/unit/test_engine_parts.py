@@ -54,14 +54,30 @@ def raw(tag, data=None):
 
 
 @pytest.mark.parametrize(
-    "tag", ["salt/job/20261126120000000000/new", "salt/job/20261126120000000000/ret/web1"]
+    "tag",
+    [
+        "salt/job/20261126120000000000/new",
+        "salt/job/20261126120000000000/ret/web1",
+        "salt/run/20261126120000000000/ret",
+        "salt/wheel/20261126120000000000/ret",
+    ],
 )
-def test_job_loads_and_returns_pass_the_prefilter(engine, tag):
+def test_job_loads_and_returns_and_runner_and_wheel_results_pass_the_prefilter(engine, tag):
     assert engine._job_tag(raw(tag)) == tag.encode()
 
 
 @pytest.mark.parametrize(
-    "tag", ["salt/job/20261126120000000000/prog/web1/0", "salt/job/x/publish", "salt/auth", "new"]
+    "tag",
+    [
+        "salt/job/20261126120000000000/prog/web1/0",
+        "salt/job/x/publish",
+        "salt/auth",
+        "new",
+        "salt/run/20261126120000000000/new",
+        "salt/run/20261126120000000000/progress",
+        "salt/run/20261126120000000000/args",
+        "salt/wheel/20261126120000000000/new",
+    ],
 )
 def test_other_events_stay_off_the_queue(engine, tag):
     assert engine._job_tag(raw(tag)) is None

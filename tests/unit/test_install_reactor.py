@@ -6,7 +6,7 @@ a folder, ``reactor/eventstore.sls`` next to that folder.
 """
 
 import pytest
-from runnerlib import REACTOR_SLS, load_runner
+from runnerlib import REACTOR_SLS, REPO, load_runner
 
 
 @pytest.fixture
@@ -19,7 +19,11 @@ def test_writes_the_shipped_sls_and_returns_the_reactor_config(es, tmp_path):
     ret = es.install_reactor(path=str(target))
     assert target.read_text() == REACTOR_SLS.read_text()
     assert f"Wrote {target}" in ret
-    assert ret.endswith(f"reactor:\n  - 'salt/job/*/ret/*':\n    - {target}")
+    assert ret.endswith(
+        f"reactor:\n  - 'salt/job/*/ret/*':\n    - {target}"
+        f"\n  - 'salt/run/*/ret':\n    - {target}"
+        f"\n  - 'salt/wheel/*/ret':\n    - {target}"
+    )
 
 
 def test_leaves_an_up_to_date_sls_alone(es, tmp_path):
@@ -54,3 +58,11 @@ def test_a_runner_synced_without_the_sls_says_to_copy_it(es, tmp_path):
     es.__file__ = str(tmp_path / "runners" / "eventstore.py")
     ret = es.install_reactor(path=str(tmp_path / "eventstore.sls"))
     assert ret["retcode"] == 1 and "copy reactor/eventstore.sls" in ret["Error"]
+
+
+def test_the_readmes_reactor_config_has_the_lines_install_reactor_prints(es):
+    readme = (REPO / "README.md").read_text()
+    config = readme[readme.index("   reactor:\n") : readme.index("   engines:")]
+    assert [line.split("#")[0].strip() for line in config.splitlines()[1:] if "'" in line] == [
+        f"- '{tag}':" for tag in es.lib.install.REACTOR_TAGS
+    ]

@@ -25,7 +25,7 @@ def test_parse_tag_reads_a_new_job_tag():
 
 @pytest.mark.parametrize(
     "tag",
-    ["salt/auth", "salt/run/123/ret", f"salt/job/{JID}/prog/web1/0", "salt/job", None, 42],
+    ["salt/auth", "salt/run/123/new", f"salt/job/{JID}/prog/web1/0", "salt/job", None, 42],
 )
 def test_parse_tag_ignores_other_tags(tag):
     assert rows.parse_tag(tag) is None

@@ -30,11 +30,14 @@ import salt.payload
 from saltext.eventstore.config import catch_up_settings, truthy
 from saltext.eventstore.rows import (
     JID_PATTERN,
+    MASTER_JOB_TAGS,
     LoadRow,
     Refused,
     ReturnRow,
     is_ignored,
     job_load,
+    master_job_load,
+    master_job_row,
     return_row,
 )
 from saltext.eventstore.failures import Invalid
@@ -77,8 +80,8 @@ def copy_jobs(runtime, jids, returners=None):
     """
     Write every job load and return the master job cache holds for ``jids``
     (the database keeps the first copy of each): what :py:func:`backfill` and
-    catch-up rounds (:py:func:`catch_up`) store.  The master's own runner and
-    wheel jobs and ignored functions are left out.  Returns the counts
+    catch-up rounds (:py:func:`catch_up`) store.  eventstore's own runner
+    jobs and ignored functions are left out.  Returns the counts
     :py:func:`backfill` reports and the jobs it read.
     """
     cache = runtime.opts.get("master_job_cache", "local_cache")
@@ -107,33 +110,46 @@ def copy_jobs(runtime, jids, returners=None):
     read = []
     for job in jids:
         load = returners[f"{cache}.get_load"](job)
-        if not load or str(load.get("fun", "")).startswith(("runner.", "wheel.")):
-            continue  # gone, or the master's own runner and wheel jobs
-        if is_ignored(str(load.get("fun", "")), runtime.config.ignore_funs):
+        # Gone, or eventstore's own runner jobs (one per reaction) and
+        # ignored functions.
+        if not load or is_ignored(str(load.get("fun", "")), runtime.config.ignore_funs):
             continue
         counts["jobs read"] += 1
         read.append(job)
-        rows = []
         try:
-            rows.append(job_load(job, load))
-            for minion_id, ret in returners[f"{cache}.get_jid"](job).items():
-                data = {
-                    "id": minion_id,
-                    "jid": job,
-                    "fun": load["fun"],
-                    "fun_args": load.get("arg", []),
-                }
-                data.update(ret)
-                rows.append(return_row(job, minion_id, data, runtime.config.ignore_funs))
+            rows = rows_of_job(job, load, returners[f"{cache}.get_jid"](job), runtime.config)
         except Refused as exc:
             log.warning("eventstore: backfill skips job %s: %s", job, exc)
             counts["refused"] += 1
+            rows = []
         for row in filter(None, rows):
             pending[type(row)].append(row)
         if sum(map(len, pending.values())) >= BACKFILL_BATCH:
             flush()
     flush()
     return counts, read
+
+
+def rows_of_job(jid, load, returns, config):
+    """
+    The rows of one job of the master job cache: its load and its returns
+    (``{minion: ret}``, local_cache's ``get_jid``).  A master's runner or
+    wheel job has one return, its whole result data, under the master's id.
+    """
+    fun = str(load.get("fun", ""))
+    kind = fun.partition(".")[0]
+    if kind in MASTER_JOB_TAGS:
+        rows = []
+        for master_id, ret in returns.items():
+            rows.append(master_job_load(jid, master_id, load.get("return")))
+            rows.append(master_job_row(kind, jid, master_id, ret.get("return"), config.ignore_funs))
+        return rows
+    rows = [job_load(jid, load)]
+    for minion_id, ret in returns.items():
+        data = {"id": minion_id, "jid": jid, "fun": load["fun"], "fun_args": load.get("arg", [])}
+        data.update(ret)
+        rows.append(return_row(jid, minion_id, data, config.ignore_funs))
+    return rows
 
 
 # ---------------------------------------------------------------------------
@@ -260,7 +276,7 @@ def returned_minions(folder):
 def jobs_lacking(store_, jobs):
     """
     Of ``jobs`` (``{jid: {minion, ...}}``), the jids whose load or one of
-    whose returns the database lacks, in the order given.  The master's own
+    whose returns the database lacks, in the order given.  eventstore's own
     runner jobs and ignored functions are among them (nothing of theirs is
     stored): :py:func:`copy_jobs` leaves them out when it reads their load.
     """

@@ -20,12 +20,21 @@ def shipped_reactor_sls(runner_file):
     return os.path.join(os.path.dirname(os.path.dirname(runner_file)), "reactor", "eventstore.sls")
 
 
+#: The events the reactor hands to eventstore: minions' returns, and runner
+#: and wheel jobs' results (job loads are read from the job cache: no
+#: ``salt/job/*/new`` line).
+REACTOR_TAGS = ("salt/job/*/ret/*", "salt/run/*/ret", "salt/wheel/*/ret")
+
+
 def reactor_config(path):
     """
-    The master config lines that hand job returns to the reactor SLS at ``path``
-    (job loads are read from the job cache: no ``salt/job/*/new`` line).
+    The master config lines that hand the events of ``REACTOR_TAGS`` to the
+    reactor SLS at ``path``.
     """
-    return "\n".join(("reactor:", "  - 'salt/job/*/ret/*':", f"    - {path}"))
+    lines = ["reactor:"]
+    for tag in REACTOR_TAGS:
+        lines += [f"  - '{tag}':", f"    - {path}"]
+    return "\n".join(lines)
 
 
 def write_whole(path, text):

@@ -4,7 +4,9 @@ runner do with the events the reactor and the engine hand over.  Each event
 is parsed, filtered and checked against the master job cache (waiting for
 the master to write it, with a shorter patience for what looks forged),
 turned into rows by :py:mod:`saltext.eventstore.rows`, and written by the
-writer, with the job's load once per job and process.
+writer, with the job's load once per job and process.  The master's own
+jobs' results (runner and wheel jobs: ``salt/run/<jid>/ret``,
+``salt/wheel/<jid>/ret``) take the same path, keyed by the master's id.
 """
 
 import logging
@@ -12,6 +14,7 @@ import time
 
 from saltext.eventstore.jobcache import wait_for
 from saltext.eventstore.rows import (
+    MASTER_JOB_TAGS,
     Refused,
     dead_letter,
     fun_name,
@@ -19,11 +22,15 @@ from saltext.eventstore.rows import (
     is_trimmed,
     job_load,
     load_row,
+    master_job_fun,
+    master_job_load,
+    master_job_row,
     parse_tag,
     return_fun,
     return_row,
     unwrap,
     with_job_cache,
+    with_master_job_cache,
 )
 
 log = logging.getLogger(__name__)
@@ -55,8 +62,13 @@ def store_events(runtime, events):
         parsed = parse_tag(tag)
         if parsed is None:
             counts["ignored"] += 1
-        else:
-            jobs.append((tag, *parsed, event.get("data")))
+            continue
+        kind, jid, minion = parsed
+        if kind in MASTER_JOB_TAGS:
+            # The id the master job cache keeps the master's own jobs under
+            # (``<host>_master`` when the config sets none), as Salt reads it.
+            minion = runtime.opts.get("id") or ""
+        jobs.append((tag, kind, jid, minion, event.get("data")))
     await_job_cache(runtime, jobs)
     rows, loads = [], []
     for tag, kind, jid, minion, data in jobs:
@@ -70,7 +82,7 @@ def store_events(runtime, events):
             counts["ignored"] += 1
         else:
             rows.append(row)
-            loads.extend(job_of_return(runtime, kind, jid, data))
+            loads.extend(job_of_return(runtime, kind, jid, minion, data))
     write_rows(runtime, rows, counts)
     write_rows(runtime, loads, load_counts)
     return counts, load_counts
@@ -102,6 +114,10 @@ def job_cache_key(config, kind, jid, minion, data):
         if not (config.verify_returns and isinstance(data, dict)):
             return None
         return None if is_ignored(fun_name(data.get("fun")), config.ignore_funs) else (jid,)
+    if kind in MASTER_JOB_TAGS:
+        # Nothing to wait for: Salt writes a runner or wheel job's result to
+        # the job cache before it fires the event.
+        return None
     data = unwrap(data)
     if return_fun(jid, minion, data, config.ignore_funs) is None:
         return None
@@ -158,7 +174,7 @@ def await_job_cache(runtime, jobs):
     wait_for(all_there, max(patience for _, patience in waiting))
 
 
-def job_of_return(runtime, kind, jid, data):
+def job_of_return(runtime, kind, jid, minion, data):
     """
     The ``jids`` row of the job a return belongs to, with the first of its
     returns that this process stores: the reactor reacts to returns alone (a
@@ -168,12 +184,22 @@ def job_of_return(runtime, kind, jid, data):
     writes a published job's load before publishing it, a scheduled job's
     just before its return); else from a scheduled return's own event, and
     nothing for a published job: its ``salt/job/*/new`` event brings it.
+    A master's runner or wheel job has one result, and its load with it.
     Nothing for other events.
     """
+    verify = runtime.config.verify_returns
+    if kind in MASTER_JOB_TAGS:
+        try:
+            if verify:
+                load = runtime.job_cache.load_once(jid)
+                data = load.get("return") if load else None
+            return [master_job_load(jid, minion, data)] if data is not None else []
+        except Refused as exc:
+            log.warning("eventstore: not storing the load of job %s: %s", jid, exc)
+            return []
     if kind != "ret":
         return []
     data = unwrap(data)
-    verify = runtime.config.verify_returns
     if not (verify or data.get("schedule")):
         return []
     try:
@@ -202,6 +228,8 @@ def checked_row(runtime, kind, jid, minion, data, wait=None):
                 raise Refused("the master job cache has no such job: forged, or not local_cache")
             row = job_load(jid, load)
         return row
+    if kind in MASTER_JOB_TAGS:
+        return checked_master_job_row(runtime, kind, jid, minion, data)
     data = unwrap(data)
     if not (config.verify_returns or is_trimmed(data)):
         return return_row(jid, minion, data, config.ignore_funs)
@@ -216,3 +244,35 @@ def checked_row(runtime, kind, jid, minion, data, wait=None):
         return dead_letter(row, "the event bus trimmed it and the job cache does not have it")
     job_fun = job_cache.fun(jid) if config.verify_returns else None
     return return_row(jid, minion, with_job_cache(data, cached, job_fun), config.ignore_funs)
+
+
+#: The master options that keep a runner's or wheel's jobs out of the job
+#: cache: ``salt-run``'s, and the client's of the reactor, salt-api and
+#: orchestration steps (``<class name>_returns``, salt/client/mixins.py).
+UNCACHED_BY = {
+    "runner": ("runner_returns", "runnerclient_returns"),
+    "wheel": ("wheelclient_returns",),
+}
+
+
+def checked_master_job_row(runtime, kind, jid, master_id, data):
+    """
+    The row of a master's runner or wheel job result; with
+    ``verify_returns``, built from the master job cache's copy, which Salt
+    writes before it fires the event (a forgery finds none), and whose
+    ``success`` is the job's.  Ignored when the master's config keeps such
+    jobs out of its job cache.
+    """
+    config = runtime.config
+    if not config.verify_returns:
+        return master_job_row(kind, jid, master_id, data, config.ignore_funs)
+    if master_job_fun(kind, jid, data, config.ignore_funs) is None:
+        return None
+    cached = runtime.job_cache.ret(jid, master_id)
+    if cached is None and not all(runtime.opts.get(option, True) for option in UNCACHED_BY[kind]):
+        return None  # the master keeps no copy to check it against, by its config
+    if cached is None:
+        raise Refused(f"the master job cache has no such {kind} job: forged, or not local_cache")
+    return master_job_row(
+        kind, jid, master_id, with_master_job_cache(data, cached), config.ignore_funs
+    )

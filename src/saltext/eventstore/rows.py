@@ -15,9 +15,18 @@ import math
 import re
 from collections import namedtuple
 
-#: Never stored: Salt polls running jobs with it every few seconds.
-
-ALWAYS_IGNORED = ("saltutil.find_job",)
+#: Never stored: Salt polls running jobs with ``saltutil.find_job`` every few
+#: seconds; eventstore's own runner jobs (the reactor's ``eventstore.store``, one
+#: per stored return) would store a row per row, and loop; ``key.gen`` and
+#: ``key.gen_accept`` return a private key, ``config.values`` the master config
+#: with its passwords (eventstore's own among them).
+ALWAYS_IGNORED = (
+    "saltutil.find_job",
+    "runner.eventstore.*",
+    "wheel.key.gen",
+    "wheel.key.gen_accept",
+    "wheel.config.values",
+)
 
 #: The width of ``salt_returns.fun`` in the mysql returner's layout.
 FUN_WIDTH = 50
@@ -45,6 +54,10 @@ TABLES = {
 }
 ROW_TYPES = {table: row_type for row_type, (table, _) in TABLES.items()}
 
+#: The master's own jobs, by the client that runs them (the prefix of their
+#: function, ``runner.state.orchestrate``), and where each announces its result.
+MASTER_JOB_TAGS = {"runner": "salt/run/", "wheel": "salt/wheel/"}
+
 
 class Refused(ValueError):
     """
@@ -56,9 +69,16 @@ class Refused(ValueError):
 def parse_tag(tag):
     """
     Split a job event tag.  Returns ``("new", jid, None)``,
-    ``("ret", jid, minion)``, or ``None`` for any other tag.
+    ``("ret", jid, minion)``, ``("runner", jid, None)`` for a runner job's
+    result (``salt/run/<jid>/ret``), ``("wheel", jid, None)`` for a wheel
+    job's, or ``None`` for any other tag.
     """
-    if not isinstance(tag, str) or not tag.startswith("salt/job/"):
+    if not isinstance(tag, str):
+        return None
+    for kind, prefix in MASTER_JOB_TAGS.items():
+        if tag.startswith(prefix) and tag.endswith("/ret"):
+            return (kind, tag[len(prefix) : -len("/ret")], None)
+    if not tag.startswith("salt/job/"):
         return None
     rest = tag[len("salt/job/") :]
     if rest.endswith("/new"):
@@ -185,19 +205,110 @@ def return_row(jid, minion, data, ignore_funs=ALWAYS_IGNORED):
     """
     data = unwrap(data)
     fun = return_fun(jid, minion, data, ignore_funs)
-    if fun is None:
-        return None
+    return None if fun is None else result_row(fun, jid, minion, data)
+
+
+def result_row(fun, jid, returner_id, data):
+    """
+    The ``salt_returns`` row of ``data``, a checked result of function
+    ``fun`` that ``returner_id`` (a minion, or the master for its own jobs)
+    gave for job ``jid``.
+    """
     ret = to_json(data["return"])
     return ReturnRow(
         # The column is varchar(50); the whole name stays in full_ret.
         fun=fun[:FUN_WIDTH],
         jid=jid,
         ret=ret,
-        id=minion,
+        id=returner_id,
         # The returner writes the bool, which the driver turns into '1'/'0'.
         success="1" if data.get("success", False) == 1 else "0",
         full_ret=with_json_return(data, ret),
     )
+
+
+def master_job_fun(kind, jid, data, ignore_funs=ALWAYS_IGNORED):
+    """
+    The function (``runner.<name>``, ``wheel.<name>``) of the result of a
+    master's ``kind`` job (``runner`` or ``wheel``), or ``None`` when it is
+    ignored or no job ran (``salt-run`` of a function that does not exist:
+    Salt fires its error with the bare name, and keeps no job of it).
+    Raises :py:class:`Refused` for an event that cannot be such a result.
+    """
+    if not isinstance(data, dict):
+        raise Refused("the event data is not a mapping")
+    # A minion can send any tag (event.send): the master wraps what it sends so.
+    if data.get("cmd") == "_minion_event":
+        raise Refused(f"minion {str(data.get('id'))[:80]!r} sent it, not the master")
+    check_jid(jid, data)
+    if "return" not in data:
+        raise Refused("the event has no return")
+    fun = fun_name(data.get("fun"))
+    if not fun.startswith(f"{kind}."):
+        return None
+    return None if is_ignored(fun, ignore_funs) else fun
+
+
+def master_job_row(kind, jid, master_id, data, ignore_funs=ALWAYS_IGNORED):
+    """
+    The ``salt_returns`` row of the result of a master's ``kind`` job, keyed
+    by ``master_id``, the id under which the master job cache keeps it; or
+    ``None`` when it is ignored.  ``full_ret`` is the event data, whose
+    ``success`` Salt sets for the whole job (an orchestration with a failed
+    step: ``False``).  Raises :py:class:`Refused` as
+    :py:func:`master_job_fun` does.
+    """
+    fun = master_job_fun(kind, jid, data, ignore_funs)
+    if fun is None:
+        return None
+    check_minion_id(master_id)
+    return result_row(fun, jid, master_id, data)
+
+
+def master_job_load(jid, master_id, data):
+    """
+    The ``jids`` row of a master's job from its result ``data`` (the
+    event's, or the copy in the master job cache's load, under ``return``):
+    the load the master job cache keeps of it (id and target the master's
+    id, the function, the user) with the arguments as ``arg``, where readers
+    of a job's load look for them, and as ``fun_args``, as the job's events
+    name them; no minion was targeted.  Raises :py:class:`Refused` for data
+    that is not a job's result.
+    """
+    if not isinstance(data, dict):
+        raise Refused("the job's load holds no result data")
+    args = data.get("fun_args")
+    args = args if isinstance(args, list) else []
+    load = {
+        "id": master_id,
+        "tgt": master_id,
+        "fun": data.get("fun"),
+        "arg": args,
+        "fun_args": args,
+        "minions": [],
+    }
+    if "user" in data:
+        load["user"] = data["user"]
+    return load_row(jid, dict(load, jid=jid))
+
+
+def with_master_job_cache(data, cached):
+    """
+    The result event ``data`` of a master's job with what the master job
+    cache holds of it: ``{"return": <the job's whole result data>}`` under
+    the master's id (local_cache keeps only the top-level ``return``), whose
+    values replace the event's; the event's ``_stamp`` (the job's end) stays.
+    Raises :py:class:`Refused` when the cache holds no job result or one of
+    another function.
+    """
+    job = cached.get("return") if isinstance(cached, dict) else None
+    if not isinstance(job, dict) or "return" not in job:
+        raise Refused("the master job cache holds no runner or wheel result for it")
+    if job.get("fun") != data.get("fun"):
+        raise Refused(f"the event's function disagrees with the job's ({str(job.get('fun'))[:50]})")
+    merged = dict(data)
+    merged.update((key, value) for key, value in job.items() if key != "_stamp")
+    return merged
 
 
 def with_json_return(data, ret):
