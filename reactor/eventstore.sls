@@ -1,7 +1,11 @@
 #!py
 """
 eventstore's reactor SLS: hand every job return (``salt/job/<jid>/ret/<minion>``)
-seen on the master bus to the eventstore runner, which checks and stores it.
+seen on the master bus to the eventstore runner, which checks and stores it;
+and any other event whose tag matches ``eventstore: events`` (for a reactor
+line such as ``'salt/beacon/*'``), which it stores in ``salt_events``.
+Events that match no glob, and job results under other tags
+(``salt/run/*``, ``salt/wheel/*``), start no runner job.
 
 Returns the runner would ignore start no runner job at all: those of
 ``saltutil.find_job`` (Salt polls every running job with it) and of the
@@ -23,14 +27,22 @@ The renderer sets ``tag``, ``data`` and ``__opts__`` (the master config).
 import fnmatch
 
 
-def _ignore_globs(opts):
+#: Job results: stored as returns or not at all, never as events (rows.JOB_TAGS).
+JOB_TAGS = ("salt/job/*", "salt/run/*", "salt/wheel/*")
+
+
+def _globs(opts, key):
     own = opts.get("eventstore")
-    globs = own.get("ignore_funs") if isinstance(own, dict) else None
+    globs = own.get(key) if isinstance(own, dict) else None
     if isinstance(globs, str):
         globs = [globs]
     if not isinstance(globs, (list, tuple)):
         globs = []
-    return ["saltutil.find_job"] + [glob for glob in globs if isinstance(glob, str)]
+    return [glob for glob in globs if isinstance(glob, str)]
+
+
+def _matches(text, globs):
+    return any(fnmatch.fnmatchcase(text, glob) for glob in globs)
 
 
 def _fun_name(load):
@@ -41,12 +53,20 @@ def _fun_name(load):
     return fun if isinstance(fun, str) else ""
 
 
+def _store():
+    return {"eventstore_store": {"runner.eventstore.store": [{"args": [{"tag": tag}, {"data": data}]}]}}
+
+
 def run():
+    if not tag.startswith("salt/job/"):
+        if _matches(tag, JOB_TAGS) or not _matches(tag, _globs(__opts__, "events")):
+            return {}
+        return _store()
     load = data if isinstance(data, dict) else {}
     # Older paths nest a return load one level down.
     if "/ret/" in tag and "return" not in load and isinstance(load.get("data"), dict):
         load = load["data"]
     fun = _fun_name(load)
-    if fun and any(fnmatch.fnmatchcase(fun, glob) for glob in _ignore_globs(__opts__)):
+    if fun and _matches(fun, ["saltutil.find_job"] + _globs(__opts__, "ignore_funs")):
         return {}
-    return {"eventstore_store": {"runner.eventstore.store": [{"args": [{"tag": tag}, {"data": data}]}]}}
+    return _store()

@@ -1,10 +1,11 @@
 """
-Job events in: what :py:func:`store` and :py:func:`store_events` of the
-runner do with the events the reactor and the engine hand over.  Each event
-is parsed, filtered and checked against the master job cache (waiting for
-the master to write it, with a shorter patience for what looks forged),
+Events in: what :py:func:`store` and :py:func:`store_events` of the
+runner do with the events the reactor and the engine hand over.  Each job
+event is parsed, filtered and checked against the master job cache (waiting
+for the master to write it, with a shorter patience for what looks forged),
 turned into rows by :py:mod:`saltext.eventstore.rows`, and written by the
-writer, with the job's load once per job and process.
+writer, with the job's load once per job and process.  Any other event whose
+tag matches ``eventstore: events`` becomes a ``salt_events`` row as it is.
 """
 
 import logging
@@ -14,8 +15,10 @@ from saltext.eventstore.jobcache import wait_for
 from saltext.eventstore.rows import (
     Refused,
     dead_letter,
+    event_row,
     fun_name,
     is_ignored,
+    is_stored_event,
     is_trimmed,
     job_load,
     load_row,
@@ -25,6 +28,8 @@ from saltext.eventstore.rows import (
     unwrap,
     with_job_cache,
 )
+
+from saltext.eventstore.times import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +54,23 @@ def store_events(runtime, events):
         ("stored", "duplicate", "ignored", "refused", "spooled", "dead-lettered", "failed"), 0
     )
     load_counts = dict.fromkeys(counts, 0)
-    jobs = []
+    jobs, rows, loads = [], [], []
     for event in events or ():
         tag = event.get("tag") if isinstance(event, dict) else None
         parsed = parse_tag(tag)
-        if parsed is None:
-            counts["ignored"] += 1
-        else:
+        if parsed is not None:
             jobs.append((tag, *parsed, event.get("data")))
+        elif is_stored_event(tag, runtime.config.event_globs):
+            try:
+                rows.append(
+                    event_row(tag, event.get("data"), runtime.opts.get("id", ""), utc_now())
+                )
+            except Refused as exc:
+                log.warning("eventstore: not storing the event %r: %s", tag[:300], exc)
+                counts["refused"] += 1
+        else:
+            counts["ignored"] += 1
     await_job_cache(runtime, jobs)
-    rows, loads = [], []
     for tag, kind, jid, minion, data in jobs:
         try:
             row = checked_row(runtime, kind, jid, minion, data, wait=0)
