@@ -12,7 +12,7 @@ steady rate, and ``eventstore.query jid=`` on a table of 1,000,000 rows.
 See bench/README.md for what each figure means and the results.
 
     python bench/run.py                 # the whole table (~10 minutes)
-    python bench/run.py --only engine   # one part: reactor, inprocess, engine, latency, query
+    python bench/run.py --only engine   # one part: reactor, inprocess, engine, latency, query, polls, events
     python bench/run.py --only query --backend postgres   # one store in inprocess, engine, query
     python bench/run.py --settings      # the reactor's Salt settings, one master each
 """
@@ -736,7 +736,14 @@ def consumer_rig(bench, case, settings):
 def consumer_burst(bench, rig, returns, backlog=False):
     jobs = workload.burst(returns)
     rig["cache"].save(jobs)
-    events = workload.events_of(jobs)
+    return fire_and_count(bench, rig, workload.events_of(jobs), returns, backlog)
+
+
+def fire_and_count(bench, rig, events, expected, backlog=False):
+    """
+    Fire ``events`` at the rig's master and count the rows its consumer
+    stores until ``expected`` more are there or none come for 15 s.
+    """
     base = rig["get"]()
     db_cpu = bench.db_cpu_meter(rig["backend"])
     cpu0 = cpu_seconds([rig["consumer"]])
@@ -758,12 +765,12 @@ def consumer_burst(bench, rig, returns, backlog=False):
             rig["bus"].fire([("bench/flush", {})])
             last_flush[0] = time.time()
 
-    got, end = wait_for(rig["get"], base + returns, idle=15, fire=flush)
+    got, end = wait_for(rig["get"], base + expected, idle=15, fire=flush)
     got -= base
     return {
         "per_s": got / (end - start),
         "fired_per_s": len(events) / fired_in if not backlog else None,
-        "lost": returns - got,
+        "lost": expected - got,
         "cpu": (cpu_seconds([rig["consumer"]]) - cpu0) / max(got, 1) * 1000,
         "db_cpu": db_cpu() / max(got, 1) * 1000,
     }
@@ -867,6 +874,7 @@ def events_rig(bench, case, settings):
         "master": master,
         "bus": workload.Bus(master.opts),
         "get": lambda: bench.count(db_name, sql),
+        "backend": "mysql",
         "consumer": master.process(next(t for k, t in EVENT_PROCESSES.items() if k in settings)),
     }
     flush = lambda: rig["bus"].fire([("bench/flush", {})])  # noqa: E731
@@ -876,39 +884,13 @@ def events_rig(bench, case, settings):
     return rig
 
 
-def events_burst(bench, rig, storm):
-    base = rig["get"]()
-    db_cpu = bench.db_cpu_meter()
-    cpu0 = cpu_seconds([rig["consumer"]])
-    start = time.time()
-    rig["bus"].fire(storm)
-    fired_in = time.time() - start
-    last_flush = [0.0]
-
-    def flush():
-        # event_return_queue writes when an event comes: keep some coming.
-        if time.time() - last_flush[0] > 0.5:
-            rig["bus"].fire([("bench/flush", {})])
-            last_flush[0] = time.time()
-
-    got, end = wait_for(rig["get"], base + len(storm), idle=15, fire=flush)
-    got -= base
-    return {
-        "per_s": got / (end - start),
-        "fired_per_s": len(storm) / fired_in,
-        "lost": len(storm) - got,
-        "cpu": (cpu_seconds([rig["consumer"]]) - cpu0) / max(got, 1) * 1000,
-        "db_cpu": db_cpu() / max(got, 1) * 1000,
-    }
-
-
 def part_events(bench, events, minions, reactor_events):
     say(f"events: a beacon storm of {events} events from {minions} minions per consumer")
     cpu = {}
     for case, settings in EVENT_CONSUMERS.items():
         rig = events_rig(bench, case, settings)
         count = reactor_events if "reactor" in settings else events
-        result = events_burst(bench, rig, beacon_storm(count, minions, 0))
+        result = fire_and_count(bench, rig, beacon_storm(count, minions, 0), count)
         cpu[case] = result["cpu"]
         row(
             "events",
