@@ -5,9 +5,12 @@ return rate is above what the reactor handles (a runner reaction costs the
 reactor about 20 ms of one core: some 40 to 60 returns a second).
 
 The engine is a reader and a writer in one master process.  The reader takes
-``salt/job/<jid>/new`` and ``salt/job/<jid>/ret/<minion>`` events, and the
+``salt/job/<jid>/new`` and ``salt/job/<jid>/ret/<minion>`` events, the
 results of runner and wheel jobs (``salt/run/<jid>/ret``,
-``salt/wheel/<jid>/ret``), off the bus into a bounded queue; the writer hands them, up to ``batch_size`` at a time,
+``salt/wheel/<jid>/ret``), and the events whose tags match ``eventstore:
+events`` (stored in ``salt_events``, as the mysql returner's ``event_return``
+does) off the bus into a bounded queue; the writer hands them, up to
+``batch_size`` at a time,
 to the runner function ``eventstore.store_events``, which checks, builds and
 writes the rows exactly as ``eventstore.store`` does for the reactor (the same
 tables, one row per (jid, minion), returns checked against and completed from
@@ -87,8 +90,10 @@ the spool's speed.
 """
 
 import collections
+import fnmatch
 import logging
 import queue
+import re
 import signal
 import sys
 import threading
@@ -135,6 +140,33 @@ def _job_tag(raw):
         tag = raw[: raw.find(TAGEND)]
         return tag if tag.endswith(b"/ret") else None
     return None
+
+
+def _event_pattern(opts):
+    """
+    One regular expression for the ``eventstore: events`` globs (a list, or
+    one), or ``None`` when there are none: the default stores no events.
+    """
+    own = opts.get("eventstore")
+    globs = own.get("events") if isinstance(own, dict) else None
+    globs = [globs] if isinstance(globs, str) else globs
+    if not isinstance(globs, (list, tuple)):
+        return None
+    globs = [glob for glob in globs if isinstance(glob, str)]
+    return re.compile("|".join(map(fnmatch.translate, globs))) if globs else None
+
+
+def _stored_tag(raw, events):
+    """
+    The tag of a raw event when the runner stores it: a job's load or
+    return, or an event whose tag matches the ``events`` pattern (from
+    :py:func:`_event_pattern`); else ``None``.  Only the tag is decoded.
+    """
+    tag = _job_tag(raw)
+    if tag or events is None or raw.startswith((JOB_TAG_PREFIX, *MASTER_JOB_TAG_PREFIXES)):
+        return tag
+    tag = raw[: raw.find(TAGEND)]
+    return tag if events.match(tag.decode("utf-8", "surrogateescape")) else None
 
 
 class _ByteQueue:
@@ -251,10 +283,11 @@ def _drain(events, writer, timeout):
 
 
 def _read(events, stopping):
+    pattern = _event_pattern(__opts__)
     with salt.utils.event.get_master_event(__opts__, __opts__["sock_dir"], listen=True) as bus:
         while not stopping.is_set():
             raw = _receive(bus)
-            if raw and _job_tag(raw):
+            if raw and _stored_tag(raw, pattern):
                 _queue(events, raw, stopping)
 
 

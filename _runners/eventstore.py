@@ -303,6 +303,8 @@ def store(tag, data):
     ``salt/run/*/ret`` and ``salt/wheel/*/ret`` (and for ``salt/job/*/new``,
     where that line is configured).  A runner or wheel job's result is
     stored as a return of the master's id; eventstore's own runner jobs never.
+    Any other event whose tag matches ``eventstore: events`` becomes one
+    ``salt_events`` row.
 
     A minion's return becomes one ``salt_returns`` row, and its job's load,
     from the master job cache, one ``jids`` row (a ``new`` event's load too),
@@ -364,8 +366,8 @@ def store_events(events):
 
 def init():
     """
-    Create the ``jids``, ``salt_returns`` and ``eventstore_dead_letters``
-    tables if they are missing, on the configured backend.  Safe to run again.
+    Create the ``jids``, ``salt_returns``, ``eventstore_dead_letters`` and
+    ``salt_events`` tables if they are missing, on the configured backend.  Safe to run again.
     The database user needs the CREATE privilege for this one step only.
 
     Tables that exist already are left as they are; when ``jids`` and
@@ -404,8 +406,9 @@ def status():
 
     Unhealthy (``healthy: False``, the reasons under ``problems``, and
     ``retcode: 1``, which ``salt-run`` exits with): the database cannot be
-    reached, or a table is missing (``jids``, ``salt_returns``, or
-    ``eventstore_dead_letters``), or the spool cannot be written (disk full,
+    reached, or a table is missing (``jids``, ``salt_returns``,
+    ``eventstore_dead_letters``, or ``salt_events`` when ``eventstore:
+    events`` names any), or the spool cannot be written (disk full,
     read-only), so rows would be lost while the database is down.
     ``catch_up`` shows the last catch-up round, the last one that stored
     anything (how many returns and loads, of which jobs) and the next one's
@@ -683,6 +686,59 @@ def jobs(
         return _failed(str(exc))
 
 
+def events(tag=None, minion=None, since=None, until=None, limit=20, before=None):
+    """
+    List stored events (``salt_events``: the events whose tags match
+    ``eventstore: events``, in the layout of the mysql returner's
+    ``event_return``), newest first, each with its ``id``, ``tag``,
+    ``sender`` (``data.id``, as Salt names who sent it: not verified, a
+    minion can send any tag), ``time`` (when the master got it, UTC),
+    ``master_id`` and ``data``.
+
+    Returns ``{"events": [...], "next": <id or None>}``: when more events
+    match than ``limit``, ``next`` is the cursor for the next page: pass it as
+    ``before``.
+
+    tag
+        A tag or shell glob (``salt/beacon/*``); several as a list or
+        comma-separated.
+
+    minion
+        The sender's id or a shell glob (``web*``).  Matched on each event's
+        data (the layout has no sender column): narrow with ``tag`` or
+        ``since`` on big tables; a beacon's tag holds its minion's id too
+        (``tag='salt/beacon/web1/*'``).
+
+    since
+        Events stored at or after this time: ``2026-11-26``, ``'2026-11-26
+        12:00'``, ISO 8601, or an age (``30m``, ``2h``, ``3d``, ``1w``: that
+        long ago).  Times without an offset are UTC.
+
+    until
+        Events stored before this time; the same forms as ``since``.
+
+    limit : 20
+        How many events a page holds.
+
+    before
+        The page cursor: events stored before the one with this id (``next``
+        of the page before).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run eventstore.events
+        salt-run eventstore.events tag='salt/beacon/*' since=1h
+        salt-run eventstore.events tag='salt/beacon/*/diskusage/*' minion='web*' limit=50 --out=json
+        salt-run eventstore.events before=12345
+    """
+    try:
+        return readback.events(_runtime(), tag, minion, since, until, limit, before)
+    except failures.Failed as exc:
+        return _failed(str(exc))
+
+
 def prune(days=None, hours=None, before=None, archive=False, dry_run=False, batch_size=1000):
     """
     Delete stored job loads and returns older than a cutoff, to keep the
@@ -700,8 +756,12 @@ def prune(days=None, hours=None, before=None, archive=False, dry_run=False, batc
     Rows go in batches, one transaction each, along the jid index, so a big
     table is never locked as a whole and the reactor keeps storing meanwhile
     (Salt's own purge runs one DELETE over the table, saltstack/salt#55279).
+    - an event (``salt_events``) goes when it was stored before the cutoff
+      (its ``alter_time``), looked for along its id up to the events stored
+      a day after the cutoff.
+
     ``eventstore_dead_letters`` is left alone.
-    The database user needs DELETE on both tables (and, with ``archive``,
+    The database user needs DELETE on these tables (and, with ``archive``,
     CREATE and INSERT on the ``*_archive`` tables).
 
     days
@@ -715,8 +775,8 @@ def prune(days=None, hours=None, before=None, archive=False, dry_run=False, batc
         (``2026-11-01``, ``'2026-11-01 12:00'``, ISO 8601, a jid).
 
     archive : False
-        Move the rows to ``jids_archive`` and ``salt_returns_archive``
-        (created like the originals, as the mysql returner's ``archive_jobs``
+        Move the rows to ``jids_archive``, ``salt_returns_archive`` and
+        ``salt_events_archive`` (created like the originals, as the mysql returner's ``archive_jobs``
         does) instead of only deleting them.
 
     dry_run : False
@@ -767,7 +827,11 @@ def migrate(test=False, batch_size=1000):
        once, saltstack/salt#22171 and #62834), keeping the first of each: the
        oldest ``alter_time``, then the lowest ``full_ret``;
     3. add the unique key on ``salt_returns (jid, id)``, so each return is
-       stored once from then on.
+       stored once from then on;
+    4. where the returner's own ``salt_events`` is there (``event_return``),
+       convert it to utf8mb4_bin too and add an index on its ``alter_time``
+       (for ``eventstore.events since=`` and ``prune``); its rows stay as
+       they are, and eventstore adds its own to them.
 
     Run ``eventstore.init`` first (it adds eventstore's own table and says
     what differs).  Each ALTER TABLE copies its table and blocks writes to it

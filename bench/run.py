@@ -12,7 +12,7 @@ steady rate, and ``eventstore.query jid=`` on a table of 1,000,000 rows.
 See bench/README.md for what each figure means and the results.
 
     python bench/run.py                 # the whole table (~10 minutes)
-    python bench/run.py --only engine   # one part: reactor, inprocess, engine, latency, query
+    python bench/run.py --only engine   # one part: reactor, inprocess, engine, latency, query, polls, events
     python bench/run.py --only query --backend postgres   # one store in inprocess, engine, query
     python bench/run.py --settings      # the reactor's Salt settings, one master each
 """
@@ -736,7 +736,14 @@ def consumer_rig(bench, case, settings):
 def consumer_burst(bench, rig, returns, backlog=False):
     jobs = workload.burst(returns)
     rig["cache"].save(jobs)
-    events = workload.events_of(jobs)
+    return fire_and_count(bench, rig, workload.events_of(jobs), returns, backlog)
+
+
+def fire_and_count(bench, rig, events, expected, backlog=False):
+    """
+    Fire ``events`` at the rig's master and count the rows its consumer
+    stores until ``expected`` more are there or none come for 15 s.
+    """
     base = rig["get"]()
     db_cpu = bench.db_cpu_meter(rig["backend"])
     cpu0 = cpu_seconds([rig["consumer"]])
@@ -758,12 +765,12 @@ def consumer_burst(bench, rig, returns, backlog=False):
             rig["bus"].fire([("bench/flush", {})])
             last_flush[0] = time.time()
 
-    got, end = wait_for(rig["get"], base + returns, idle=15, fire=flush)
+    got, end = wait_for(rig["get"], base + expected, idle=15, fire=flush)
     got -= base
     return {
         "per_s": got / (end - start),
         "fired_per_s": len(events) / fired_in if not backlog else None,
-        "lost": returns - got,
+        "lost": expected - got,
         "cpu": (cpu_seconds([rig["consumer"]]) - cpu0) / max(got, 1) * 1000,
         "db_cpu": db_cpu() / max(got, 1) * 1000,
     }
@@ -801,6 +808,115 @@ def part_engine(bench, returns, big):
             )
         rig["bus"].close()
         rig["master"].stop()
+
+
+# ---------------------------------------------------------------------------
+# Events (salt_events): a beacon storm, eventstore's engine against
+# saltext-mysql's event_return on the same storm, and the reactor's cost.
+# ---------------------------------------------------------------------------
+
+BEACON_GLOB = "salt/beacon/*"
+EVENT_CONSUMERS = {
+    "event_return: mysql": {"event_return": "mysql", "event_return_whitelist": [BEACON_GLOB]},
+    "event_return: mysql, event_return_queue 100": {
+        "event_return": "mysql",
+        "event_return_whitelist": [BEACON_GLOB],
+        "event_return_queue": 100,
+        "event_return_queue_max_seconds": 1,
+    },
+    "eventstore engine": {"engines": [{"eventstore": {}}]},
+    "eventstore reactor": {"reactor": True},  # the line and SLS: events_rig
+}
+#: The process that stores the events, by the setting that starts it.
+EVENT_PROCESSES = {
+    "event_return": "EventReturn",
+    "engines": "Engine(salt.loaded.ext.engines.eventstore)",
+    "reactor": "Reactor",
+}
+
+
+def beacon_storm(events, minions, round_no):
+    """
+    ``events`` beacon events from ``minions`` minions, as the master fires
+    them (``salt/beacon/<minion>/<beacon>/``, the beacon's data and the id).
+    """
+    beacons = ("diskusage", "load", "memusage", "status")
+    return [
+        (
+            f"salt/beacon/m{n % minions:04d}/{beacons[n % len(beacons)]}/",
+            {
+                "id": f"m{n % minions:04d}",
+                "data": {"/": round(random.uniform(10, 99), 1), "round": round_no, "n": n},
+            },
+        )
+        for n in range(events)
+    ]
+
+
+def events_rig(bench, case, settings):
+    db_name, keys = bench.database()
+    name = "ev" + str(list(EVENT_CONSUMERS).index(case))
+    root = Path(bench.root) / name
+    if "reactor" in settings:
+        sls = root / "srv/reactor/eventstore.sls"
+        settings = {"reactor": [{BEACON_GLOB: [str(sls)]}]}
+    master = BenchMaster(
+        bench.root, name, dict(keys, eventstore={"events": [BEACON_GLOB]}, **settings)
+    )
+    if "reactor" in settings:
+        sls.parent.mkdir(parents=True, exist_ok=True)
+        sls.write_text((REPO / "reactor" / "eventstore.sls").read_text())
+    bench.masters.append(master)
+    master.start()
+    bench.salt_run(master, "eventstore.init")
+    sql = "SELECT COUNT(*) FROM salt_events WHERE tag LIKE 'salt/beacon/%'"
+    rig = {
+        "master": master,
+        "bus": workload.Bus(master.opts),
+        "get": lambda: bench.count(db_name, sql),
+        "backend": "mysql",
+        "consumer": master.process(next(t for k, t in EVENT_PROCESSES.items() if k in settings)),
+    }
+    flush = lambda: rig["bus"].fire([("bench/flush", {})])  # noqa: E731
+    # Warm up (loaders, connections) until the consumer stores.
+    rig["bus"].fire(beacon_storm(3, 3, -1))
+    wait_for(rig["get"], 3, idle=60, fire=flush)
+    return rig
+
+
+def part_events(bench, events, minions, reactor_events):
+    say(f"events: a beacon storm of {events} events from {minions} minions per consumer")
+    cpu = {}
+    for case, settings in EVENT_CONSUMERS.items():
+        rig = events_rig(bench, case, settings)
+        count = reactor_events if "reactor" in settings else events
+        result = fire_and_count(bench, rig, beacon_storm(count, minions, 0), count)
+        cpu[case] = result["cpu"]
+        row(
+            "events",
+            case,
+            returns=count,
+            per_s=round(result["per_s"]),
+            lost=result["lost"],
+            consumer_cpu=round(result["cpu"], 3),
+            db_cpu=round(result["db_cpu"], 3),
+            other=f"fired at {result['fired_per_s']:.0f}/s; {minions} minions",
+        )
+        rig["bus"].close()
+        rig["master"].stop()
+    engine = cpu["eventstore engine"]
+    for case in list(EVENT_CONSUMERS)[:2]:
+        row(
+            "events",
+            f"CPU per event, eventstore engine / {case}",
+            other=f"{engine / cpu[case]:.2f} (target <= 0.33)",
+        )
+    reactor_ms = cpu["eventstore reactor"]
+    row(
+        "events",
+        "reactor: rate one core holds",
+        other=f"{1000 / reactor_ms:.0f} events/s at {reactor_ms:.1f} ms CPU each",
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -972,7 +1088,7 @@ def main():
     parser.add_argument(
         "--only",
         action="append",
-        choices=("reactor", "latency", "inprocess", "engine", "query", "polls"),
+        choices=("reactor", "latency", "inprocess", "engine", "query", "polls", "events"),
     )
     parser.add_argument("--settings", action="store_true", help="the reactor settings instead")
     parser.add_argument(
@@ -985,6 +1101,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--big", type=int, default=20000)
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=5000, help="beacon events per storm")
+    parser.add_argument("--minions", type=int, default=500, help="minions the beacons come from")
+    parser.add_argument("--reactor-events", type=int, default=500)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     OUT.mkdir(exist_ok=True)
@@ -999,7 +1118,15 @@ def main():
         if args.settings:
             part_settings(bench, args.returns)
         else:
-            parts = args.only or ["reactor", "latency", "inprocess", "engine", "query", "polls"]
+            parts = args.only or [
+                "reactor",
+                "latency",
+                "inprocess",
+                "engine",
+                "query",
+                "polls",
+                "events",
+            ]
             rig = None
             if "reactor" in parts:
                 rig = part_reactor(bench, args.returns, args.rounds)
@@ -1016,6 +1143,8 @@ def main():
                 part_query(bench, args.rows)
             if "polls" in parts:
                 part_polls(bench)
+            if "events" in parts:
+                part_events(bench, args.events, args.minions, args.reactor_events)
     finally:
         bench.close()
         subprocess.run(["rm", "-rf", root], check=False)

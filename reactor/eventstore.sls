@@ -3,7 +3,10 @@
 eventstore's reactor SLS: hand every job return (``salt/job/<jid>/ret/<minion>``)
 and every runner or wheel job's result (``salt/run/<jid>/ret``,
 ``salt/wheel/<jid>/ret``) seen on the master bus to the eventstore runner,
-which checks and stores it.
+which checks and stores it; and any other event whose tag matches
+``eventstore: events`` (for a reactor line such as ``'salt/beacon/*'``),
+which it stores in ``salt_events``.  Events that match no glob, and the other
+``salt/run/*`` and ``salt/wheel/*`` events, start no runner job.
 
 Results the runner would ignore start no runner job at all: those of
 ``saltutil.find_job`` (Salt polls every running job with it), of eventstore's
@@ -38,14 +41,25 @@ ALWAYS_IGNORED = [
 ]
 
 
-def _ignore_globs(opts):
+#: Job results: stored as returns or not at all, never as events (rows.JOB_TAGS).
+JOB_TAGS = ("salt/job/*", "salt/run/*", "salt/wheel/*")
+
+#: The runner and wheel job results the runner stores as returns.
+RESULT_TAGS = ("salt/run/*/ret", "salt/wheel/*/ret")
+
+
+def _globs(opts, key):
     own = opts.get("eventstore")
-    globs = own.get("ignore_funs") if isinstance(own, dict) else None
+    globs = own.get(key) if isinstance(own, dict) else None
     if isinstance(globs, str):
         globs = [globs]
     if not isinstance(globs, (list, tuple)):
         globs = []
-    return ALWAYS_IGNORED + [glob for glob in globs if isinstance(glob, str)]
+    return [glob for glob in globs if isinstance(glob, str)]
+
+
+def _matches(text, globs):
+    return any(fnmatch.fnmatchcase(text, glob) for glob in globs)
 
 
 def _fun_name(load):
@@ -56,12 +70,20 @@ def _fun_name(load):
     return fun if isinstance(fun, str) else ""
 
 
+def _store():
+    return {"eventstore_store": {"runner.eventstore.store": [{"args": [{"tag": tag}, {"data": data}]}]}}
+
+
 def run():
+    if not (tag.startswith("salt/job/") or _matches(tag, RESULT_TAGS)):
+        if _matches(tag, JOB_TAGS) or not _matches(tag, _globs(__opts__, "events")):
+            return {}
+        return _store()
     load = data if isinstance(data, dict) else {}
     # Older paths nest a return load one level down.
     if "/ret/" in tag and "return" not in load and isinstance(load.get("data"), dict):
         load = load["data"]
     fun = _fun_name(load)
-    if fun and any(fnmatch.fnmatchcase(fun, glob) for glob in _ignore_globs(__opts__)):
+    if fun and _matches(fun, ALWAYS_IGNORED + _globs(__opts__, "ignore_funs")):
         return {}
-    return {"eventstore_store": {"runner.eventstore.store": [{"args": [{"tag": tag}, {"data": data}]}]}}
+    return _store()

@@ -245,3 +245,29 @@ def run_event(jid=JID, fun="runner.state.orchestrate", ret=None, success=True, *
     data.update(extra)
     prefix = "salt/wheel" if fun.startswith("wheel.") else "salt/run"
     return f"{prefix}/{jid}/ret", data
+
+
+def storing_events(es, *globs):
+    """
+    ``es`` (a loaded runner) storing the events whose tags match ``globs``
+    (``eventstore: events``) from now on, as the master ``es-master``.
+    """
+    es.__opts__ = {
+        **es.__opts__,
+        "id": "es-master",
+        "eventstore": {**es.__opts__.get("eventstore", {}), "events": list(globs)},
+    }
+    es._STATE["runtime"] = None  # the config is read once per runtime
+    return es
+
+
+def beacon_event(minion="web1", beacon="diskusage", **data):
+    """
+    A beacon's event as the master fires it: ``salt/beacon/<minion>/<beacon>/``,
+    the beacon's data with the minion's id.
+    """
+    return f"salt/beacon/{minion}/{beacon}/", {
+        "id": minion,
+        "data": data or {"/": 91.5},
+        "_stamp": "2026-11-26T12:00:05.000001",
+    }

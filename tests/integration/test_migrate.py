@@ -8,7 +8,7 @@ unique key on (jid, id)) and keeps every distinct return.
 import json
 
 import pytest
-from runnerlib import JID, PGJSONB_DDL, RETURNER_DDL, load_runner, ret_event
+from runnerlib import JID, PGJSONB_DDL, RETURNER_DDL, load_runner, ret_event, storing_events
 
 
 class Db:
@@ -256,3 +256,68 @@ def test_migrate_without_the_tables_fails_and_says_to_run_init(runner_opts, db):
         "Failed: table salt_returns missing: salt-run eventstore.init makes it"
     )
     assert es.migrate()["retcode"] == es.__context__["retcode"] == 1
+
+
+# event_return's own salt_events, as the mysql returner's and pgjsonb's docs make it.
+RETURNER_EVENTS_DDL = {
+    "mysql": (
+        "CREATE TABLE `salt_events` (`id` BIGINT NOT NULL AUTO_INCREMENT, `tag` varchar(255) NOT NULL,"
+        " `data` mediumtext NOT NULL, `alter_time` TIMESTAMP DEFAULT CURRENT_TIMESTAMP,"
+        " `master_id` varchar(255) NOT NULL, PRIMARY KEY (`id`), KEY `tag` (`tag`))"
+        " ENGINE=InnoDB DEFAULT CHARSET=utf8",
+    ),
+    "postgres": (
+        "CREATE SEQUENCE seq_salt_events_id",
+        "CREATE TABLE salt_events (id BIGINT NOT NULL UNIQUE DEFAULT nextval('seq_salt_events_id'),"
+        " tag varchar(255) NOT NULL, data jsonb NOT NULL,"
+        " alter_time TIMESTAMP WITH TIME ZONE DEFAULT NOW(), master_id varchar(255) NOT NULL)",
+        "CREATE INDEX idx_salt_events_tag on salt_events (tag)",
+        "CREATE INDEX idx_salt_events_data ON salt_events USING gin (data) with (fastupdate=on)",
+    ),
+}
+
+
+@pytest.fixture
+def returner_events(db):
+    for statement in RETURNER_EVENTS_DDL[db.backend]:
+        db.rows(statement)
+    # A row as event_return writes it.
+    db.rows(
+        "INSERT INTO salt_events (tag, data, master_id) VALUES (%s, %s, %s)",
+        ("salt/beacon/web1/load/", json.dumps({"id": "web1", "data": {"1m": 0.5}}), "old-master"),
+    )
+    return db
+
+
+@pytest.mark.parametrize("backend", ["mysql"])
+def test_init_says_the_returner_s_salt_events_lacks_the_time_index(es, returner_events):
+    assert "- salt_events has no index on (alter_time)" in es.init()
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_init_adds_the_time_index_to_pgjsonb_s_salt_events(es, returner_events):
+    # PostgreSQL's DDL creates each index IF NOT EXISTS.
+    es.init()
+    assert ("alter_time",) in es._store().schema().indexes["salt_events"]
+
+
+def test_migrate_upgrades_the_returner_s_salt_events_and_keeps_its_rows(es, returner_events):
+    es.init()
+    report = es.migrate()
+    assert report["result"] == "Upgraded: the tables have eventstore's layout", report
+    assert es.lib.schema.schema_differences(es._store().schema()) == []
+    storing_events(es, "salt/beacon/*")
+    assert es.store("salt/beacon/web2/load/", {"id": "web2", "emoji": "😀"}) == "stored"
+    assert [(e["sender"], e["master_id"]) for e in es.events()["events"]] == [
+        ("web2", "es-master"),
+        ("web1", "old-master"),
+    ]
+
+
+@pytest.mark.parametrize("backend", ["mysql"])
+def test_migrate_converts_the_returner_s_salt_events_to_utf8mb4_bin(es, returner_events, db):
+    es.init()
+    es.migrate()
+    assert {
+        collation for _, _, collation, _ in full_columns(db.conn, "salt_events") if collation
+    } == {"utf8mb4_bin"}

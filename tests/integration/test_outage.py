@@ -3,9 +3,18 @@ A real MariaDB, and a real PostgreSQL, stopped and started under the runner.
 """
 
 import logging
+import time
 
 import pytest
-from runnerlib import JID, load_runner, mysql_keys, pgjsonb_keys, ret_event
+from runnerlib import (
+    JID,
+    beacon_event,
+    load_runner,
+    mysql_keys,
+    pgjsonb_keys,
+    ret_event,
+    storing_events,
+)
 
 KEYS = {"mysql": mysql_keys, "postgres": pgjsonb_keys}
 
@@ -122,3 +131,17 @@ def test_a_batch_made_while_the_server_is_down_is_spooled_and_written_back(es, s
     server.resume()
     assert es.replay()["written back"] == 20
     assert sorted(es.query(jid=JID)) == ["before"] + sorted(f"down-{n}" for n in range(20))
+
+
+def test_events_made_while_the_server_is_down_are_stored_once_it_is_back_with_their_time(
+    es, server
+):
+    storing_events(es, "salt/beacon/*")
+    server.pause()
+    assert es.store(*beacon_event("down")) == "spooled"
+    spooled_at = es.lib.times.utc_now().strftime("%Y-%m-%d %H:%M:%S")
+    time.sleep(1.1)  # written back a second later: the time stays the event's
+    server.resume()
+    assert es.replay()["written back"] == 1
+    [event] = es.events()["events"]
+    assert event["sender"] == "down" and event["time"][:19] <= spooled_at

@@ -78,6 +78,7 @@ def test_prune_reports_what_it_deleted(es):
         "action": "deleted",
         "jids": 1,
         "salt_returns": 2,
+        "salt_events": 0,
     }
 
 

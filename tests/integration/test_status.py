@@ -2,7 +2,7 @@
 eventstore.status: the store's health for admins and monitoring, on both backends.
 """
 
-from runnerlib import new_event, ret_event
+from runnerlib import new_event, ret_event, storing_events
 
 
 def put_return(es, minion, alter_time):
@@ -30,7 +30,7 @@ def test_status_counts_the_rows_of_each_table(es):
     es.store(*new_event())
     es.store(*ret_event(minion="web1"))
     es.store(*ret_event(minion="web2"))
-    assert es.status()["rows"] == {"jids": 1, "salt_returns": 2}
+    assert es.status()["rows"] == {"jids": 1, "salt_returns": 2, "salt_events": 0}
 
 
 def test_status_says_when_the_last_return_was_stored(es):
@@ -71,5 +71,18 @@ def test_status_with_a_table_missing_is_unhealthy_and_fails(es):
     assert report["problems"] == [
         "table salt_returns is missing: salt-run eventstore.init makes it"
     ]
-    assert report["rows"] == {"jids": 0}
+    assert report["rows"] == {"jids": 0, "salt_events": 0}
     assert report["retcode"] == es.__context__["retcode"] == 1
+
+
+def test_status_without_salt_events_is_healthy_when_no_event_is_stored(es):
+    es._store().run(lambda cur: cur.execute("DROP TABLE salt_events"))
+    assert es.status()["healthy"] is True
+
+
+def test_status_without_salt_events_is_unhealthy_when_events_are_stored(es):
+    storing_events(es, "salt/beacon/*")
+    es._store().run(lambda cur: cur.execute("DROP TABLE salt_events"))
+    report = es.status()
+    assert report["healthy"] is False
+    assert "table salt_events is missing: salt-run eventstore.init makes it" in report["problems"]

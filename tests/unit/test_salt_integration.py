@@ -47,6 +47,7 @@ def test_salt_loads_exactly_the_documented_functions(runners):
     assert {n for n in runners if n.startswith("eventstore.")} == {
         "eventstore.backfill",
         "eventstore.catch_up",
+        "eventstore.events",
         "eventstore.init",
         "eventstore.install_reactor",
         "eventstore.jobs",

@@ -72,7 +72,9 @@ def test_init_creates_the_tables_and_can_run_again(es):
     assert rows(es, "SELECT name FROM sqlite_master WHERE type='table' ORDER BY name") == [
         ("eventstore_dead_letters",),
         ("jids",),
+        ("salt_events",),
         ("salt_returns",),
+        ("sqlite_sequence",),  # salt_events' AUTOINCREMENT: ids never reused
     ]
 
 

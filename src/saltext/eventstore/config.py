@@ -13,7 +13,8 @@ from saltext.eventstore.rows import ALWAYS_IGNORED
 
 Config = namedtuple(
     "Config",
-    "backend mysql sqlite_path ignore_funs verify_returns job_cache_wait spool_dir postgres",
+    "backend mysql sqlite_path ignore_funs verify_returns job_cache_wait spool_dir postgres"
+    " event_globs",
 )
 
 BACKENDS = ("mysql", "sqlite", "postgres")
@@ -77,8 +78,9 @@ def postgres_hosts(hosts, default_port):
 
 def ignore_globs(value):
     """
-    The globs of ``eventstore:ignore_funs``: a list of them, or one.  Only
-    strings: the reactor SLS reads the same setting and must mean the same.
+    The globs of ``eventstore:ignore_funs`` (or ``eventstore:events``): a
+    list of them, or one.  Only strings: the reactor SLS and the engine read
+    the same settings and must mean the same.
     """
     if isinstance(value, str):
         return (value,)
@@ -132,6 +134,8 @@ def resolve_config(opts):
         job_cache_wait=float(own.get("job_cache_wait", 5)),
         spool_dir=own.get("spool_dir") or os.path.join(cachedir, "eventstore_spool"),
         postgres=postgres,
+        # Events other than job results stored in salt_events: none unless asked.
+        event_globs=ignore_globs(own.get("events")),
     )
 
 

@@ -8,7 +8,13 @@ that Salt's outputters print, with the ``retcode`` salt-run exits with.
 
 from saltext.eventstore.catchup import catch_up_report, read_state
 from saltext.eventstore.config import catch_up_settings
-from saltext.eventstore.schema import RETURNER_TABLES, missing_tables, schema_differences
+from saltext.eventstore.schema import (
+    EVENTS_TABLE,
+    RETURNER_TABLES,
+    missing_tables,
+    required_tables,
+    schema_differences,
+)
 from saltext.eventstore.writer import REPLAY_BATCH
 
 # When the last return was stored, read along the jid index, not by a table scan.
@@ -69,7 +75,7 @@ def status(runtime, version, loaded_from):
             schema = store_.schema()
             problems.extend(
                 f"table {table} is missing: salt-run eventstore.init makes it"
-                for table in missing_tables(schema)
+                for table in missing_tables(schema, required_tables(runtime.config.event_globs))
             )
             differences = schema_differences(schema)
             report["schema"] = (
@@ -79,7 +85,7 @@ def status(runtime, version, loaded_from):
             )
             report["rows"] = {
                 table: store_.select(f"SELECT COUNT(*) FROM `{table}`", ())[0][0]
-                for table in RETURNER_TABLES
+                for table in (*RETURNER_TABLES, EVENTS_TABLE)
                 if table in schema.tables
             }
             if "salt_returns" in schema.tables:

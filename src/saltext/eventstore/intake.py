@@ -1,12 +1,14 @@
 """
-Job events in: what :py:func:`store` and :py:func:`store_events` of the
-runner do with the events the reactor and the engine hand over.  Each event
-is parsed, filtered and checked against the master job cache (waiting for
-the master to write it, with a shorter patience for what looks forged),
+Events in: what :py:func:`store` and :py:func:`store_events` of the
+runner do with the events the reactor and the engine hand over.  Each job
+event is parsed, filtered and checked against the master job cache (waiting
+for the master to write it, with a shorter patience for what looks forged),
 turned into rows by :py:mod:`saltext.eventstore.rows`, and written by the
 writer, with the job's load once per job and process.  The master's own
 jobs' results (runner and wheel jobs: ``salt/run/<jid>/ret``,
-``salt/wheel/<jid>/ret``) take the same path, keyed by the master's id.
+``salt/wheel/<jid>/ret``) take the same path, keyed by the master's id.  Any
+other event whose tag matches ``eventstore: events`` becomes a
+``salt_events`` row as it is.
 """
 
 import logging
@@ -17,8 +19,10 @@ from saltext.eventstore.rows import (
     MASTER_JOB_TAGS,
     Refused,
     dead_letter,
+    event_row,
     fun_name,
     is_ignored,
+    is_stored_event,
     is_trimmed,
     job_load,
     load_row,
@@ -33,6 +37,8 @@ from saltext.eventstore.rows import (
     with_master_job_cache,
 )
 
+from saltext.eventstore.times import utc_now
+
 log = logging.getLogger(__name__)
 
 #: Seconds to wait for the job cache to hold a return the job's minion
@@ -46,9 +52,10 @@ UNEXPECTED_WAIT = 0.2
 
 def store_events(runtime, events):
     """
-    Store ``events`` (each a mapping with a ``tag`` and ``data``); how many of them were ignored and refused and what
-    became of their rows, and apart from that, what became of the loads of
-    the jobs whose first returns they are.
+    Store ``events`` (each a mapping with a ``tag`` and ``data``); how many
+    of them were ignored and refused and what became of their rows, and
+    apart from that, what became of the loads of the jobs whose first
+    returns they are.
     """
     # No __context__["retcode"] here: the reactor shares one context between
     # all its runner calls, so one failure would mark every later job failed.
@@ -56,21 +63,28 @@ def store_events(runtime, events):
         ("stored", "duplicate", "ignored", "refused", "spooled", "dead-lettered", "failed"), 0
     )
     load_counts = dict.fromkeys(counts, 0)
-    jobs = []
+    jobs, rows, loads = [], [], []
     for event in events or ():
         tag = event.get("tag") if isinstance(event, dict) else None
         parsed = parse_tag(tag)
-        if parsed is None:
+        if parsed is not None:
+            kind, jid, minion = parsed
+            if kind in MASTER_JOB_TAGS:
+                # The id the master job cache keeps the master's own jobs under
+                # (``<host>_master`` when the config sets none), as Salt reads it.
+                minion = runtime.opts.get("id") or ""
+            jobs.append((tag, kind, jid, minion, event.get("data")))
+        elif is_stored_event(tag, runtime.config.event_globs):
+            try:
+                rows.append(
+                    event_row(tag, event.get("data"), runtime.opts.get("id", ""), utc_now())
+                )
+            except Refused as exc:
+                log.warning("eventstore: not storing the event %r: %s", tag[:300], exc)
+                counts["refused"] += 1
+        else:
             counts["ignored"] += 1
-            continue
-        kind, jid, minion = parsed
-        if kind in MASTER_JOB_TAGS:
-            # The id the master job cache keeps the master's own jobs under
-            # (``<host>_master`` when the config sets none), as Salt reads it.
-            minion = runtime.opts.get("id") or ""
-        jobs.append((tag, kind, jid, minion, event.get("data")))
     await_job_cache(runtime, jobs)
-    rows, loads = [], []
     for tag, kind, jid, minion, data in jobs:
         try:
             row = checked_row(runtime, kind, jid, minion, data, wait=0)

@@ -3,7 +3,8 @@ Making and upgrading the tables: ``init`` (create what is missing, say how
 existing tables differ) and ``migrate`` (a database made from the mysql or
 pgjsonb returner's documented schema brought to eventstore's layout:
 utf8mb4_bin, duplicate returns removed keeping the first, the unique key on
-``salt_returns (jid, id)``).  The statements are :py:mod:`saltext.eventstore.schema`'s.
+``salt_returns (jid, id)``, event_return's ``salt_events`` in utf8mb4_bin
+with an index on ``alter_time``).  The statements are :py:mod:`saltext.eventstore.schema`'s.
 """
 
 from saltext.eventstore.config import positive_int, truthy
@@ -46,7 +47,10 @@ def init_tables(store_):
                 "salt-run eventstore.migrate test=True shows how to upgrade them.",
             ]
         )
-    return f"Tables jids, salt_returns and eventstore_dead_letters are ready in {store_.describe()}"
+    return (
+        "Tables jids, salt_returns, eventstore_dead_letters and salt_events are ready in"
+        f" {store_.describe()}"
+    )
 
 
 #: The keys of eventstore.status's report.
@@ -145,7 +149,7 @@ def migrate(store_, test=False, batch_size=1000):
                     " the first stored of each (oldest alter_time, then lowest full_ret)"
                 )
             elif not test:
-                store_.run(lambda cur, statement=statement: cur.execute(statement))
+                store_.run(lambda cur, statement=statement: cur.execute(store_.sql(statement)))
             report["steps"].append(store_.sql(statement))
         if test:
             report["result"] = "Would upgrade (test=True: nothing was changed)"

@@ -1,6 +1,6 @@
 """
-Reading stored returns and jobs back: what the runner's ``query`` and
-``jobs`` return, the SQL they read with (along the jid index, newest first,
+Reading stored returns, jobs and events back: what the runner's ``query``,
+``jobs`` and ``events`` return, the SQL they read with (along the jid index, newest first,
 paged), the shell-glob filters, and the dead letters and missing minions of
 a job.  Output in the shapes ``salt-run jobs.lookup_jid`` and
 ``jobs.list_jobs`` print.
@@ -12,9 +12,9 @@ import json
 import salt.utils.jid
 
 from saltext.eventstore.config import positive_int, truthy
-from saltext.eventstore.rows import FUN_WIDTH, fun_name, is_ignored
+from saltext.eventstore.rows import FUN_WIDTH, event_sender, fun_name, is_ignored
 from saltext.eventstore.failures import Invalid
-from saltext.eventstore.times import jid_range, jid_range_where, utc_now
+from saltext.eventstore.times import jid_range, jid_range_where, parse_time, utc_now
 
 SELECT_JID = "SELECT `id`, `fun`, `full_ret` FROM `salt_returns` {where} ORDER BY `id`"
 SELECT_LOAD = "SELECT `load` FROM `jids` WHERE `jid` = %s"
@@ -275,3 +275,77 @@ def jobs(runtime, fun, target, user, since, until, failed, limit, before):
         "jobs": [job_summary(jid, load, *counts.get(jid, (0, 0))) for jid, load in page],
         "next": page[-1][0] if more else None,
     }
+
+
+# Events newest first along the primary key; {where} narrows by tag (its
+# index), time window (the alter_time index) and page cursor.
+SELECT_EVENTS = (
+    "SELECT `id`, `tag`, `data`, `alter_time`, `master_id` FROM `salt_events`"
+    " {where} ORDER BY `id` DESC LIMIT %s"
+)
+
+
+def events(runtime, tag, minion, since, until, limit, before):
+    """
+    The page of stored events the runner's ``events`` shows (its docstring
+    says what each argument does).  Raises :py:class:`Invalid` for bad arguments.
+
+    ``minion`` matches the sender, ``data.id``: event_return's layout has no
+    column for it, so it is matched here, on pages read within the tag and
+    time filters, as ``jobs`` matches a load's fields.
+    """
+    now = utc_now()
+    try:
+        bounds = {
+            name: parse_time(value, now).strftime("%Y-%m-%d %H:%M:%S")
+            for name, value in (("since", since), ("until", until))
+            if value is not None
+        }
+        limit = positive_int(limit, "limit")
+        if before is not None:
+            before = positive_int(before, "before (a page cursor from 'next')")
+    except ValueError as exc:
+        raise Invalid(exc) from None
+    tags, senders = parse_globs(tag), parse_globs(minion)
+    conditions, params = [], []
+    if tags:
+        conditions.append("(" + " OR ".join(["`tag` LIKE %s ESCAPE '!'"] * len(tags)) + ")")
+        params.extend(glob_to_like(glob) for glob in tags)
+    if "since" in bounds:
+        conditions.append("`alter_time` >= %s")
+        params.append(bounds["since"])
+    if "until" in bounds:
+        conditions.append("`alter_time` < %s")
+        params.append(bounds["until"])
+    store_ = runtime.writer.db
+    page, chunk = [], max(limit + 1, 200)
+    while len(page) <= limit:
+        cursor = ["`id` < %s"] if before is not None else []
+        rows = store_.select(
+            SELECT_EVENTS.format(where=where_clause(conditions + cursor)),
+            (*params, *([before] if before is not None else []), chunk),
+        )
+        for event_id, event_tag, data, alter_time, master_id in rows:
+            # LIKE ignores case on SQLite: the glob decides.
+            if not matches(event_tag, tags):
+                continue
+            data = json.loads(data)
+            sender = event_sender(data)
+            if matches(sender, senders):
+                page.append(
+                    {
+                        "id": int(event_id),
+                        "tag": event_tag,
+                        "sender": sender,
+                        "time": str(alter_time),
+                        "master_id": master_id,
+                        "data": data,
+                    }
+                )
+                if len(page) > limit:
+                    break
+        if len(rows) < chunk:
+            break
+        before = rows[-1][0]
+    more, page = len(page) > limit, page[:limit]
+    return {"events": page, "next": page[-1]["id"] if more else None}

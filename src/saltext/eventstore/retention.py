@@ -1,14 +1,15 @@
 """
 Keeping the tables from growing forever: what the runner's ``prune``
 deletes (or archives to ``*_archive`` tables, as the mysql returner's
-``archive_jobs`` does), in batches along the jid index, one transaction
-each, so a big table is never locked as a whole.
+``archive_jobs`` does), in batches along the jid index (``salt_events``:
+along its id), one transaction each, so a big table is never locked as a whole.
 """
 
 import datetime
 
 from saltext.eventstore.config import positive_int, truthy
 from saltext.eventstore.failures import Failed, Invalid
+from saltext.eventstore.schema import EVENTS_TABLE
 from saltext.eventstore.times import parse_time, time_to_jid, utc_now
 
 #: How far past the cutoff prune walks salt_returns' jid index looking for
@@ -47,30 +48,41 @@ def prune_cutoff(days=None, hours=None, before=None, now=None):
     return cutoff.replace(microsecond=0)
 
 
-# Pruning walks a table's jid index in batches: the boundary is the jid
-# `batch` rows further on, and one transaction archives and deletes the rows
-# up to it (low < jid <= boundary, below the scan's end), so a DELETE only
-# ever locks a short range of old jids, never the table.
+# Pruning walks a table's jid index (salt_events: its id) in batches: the
+# boundary is the key `batch` rows further on, and one transaction archives
+# and deletes the rows up to it (low < key <= boundary, below the scan's
+# end), so a DELETE only ever locks a short range of old rows, never the table.
 PRUNE_BOUNDARY = (
-    "SELECT `jid` FROM `{table}` WHERE `jid` > %s AND `jid` < %s ORDER BY `jid` LIMIT 1 OFFSET %s"
+    "SELECT `{key}` FROM `{table}` WHERE `{key}` > %s AND `{key}` < %s"
+    " ORDER BY `{key}` LIMIT 1 OFFSET %s"
 )
-PRUNE_BATCH = "`jid` > %s AND `jid` <= %s AND `jid` < %s{extra}"
+PRUNE_BATCH = "`{key}` > %s AND `{key}` <= %s AND `{key}` < %s{extra}"
 PRUNE_ARCHIVE = "INSERT IGNORE INTO `{table}_archive` SELECT * FROM `{table}` WHERE " + PRUNE_BATCH
 PRUNE_DELETE = "DELETE FROM `{table}` WHERE " + PRUNE_BATCH
-PRUNE_COUNT = "SELECT COUNT(*) FROM `{table}` WHERE `jid` < %s{extra}"
+PRUNE_COUNT = "SELECT COUNT(*) FROM `{table}` WHERE `{key}` < %s{extra}"
+# salt_events' ids grow as events are stored: the scan ends at the first one
+# stored a day after the cutoff (found on the alter_time index), else past the last.
+EVENTS_SCAN_END = (
+    "SELECT COALESCE(MIN(`id`), (SELECT COALESCE(MAX(`id`), 0) + 1 FROM `salt_events`))"
+    " FROM `salt_events` WHERE `alter_time` >= %s"
+)
+
+#: Each pruned table's walking key and its first value below every key.
+PRUNE_KEYS = {"jids": ("jid", ""), "salt_returns": ("jid", ""), EVENTS_TABLE: ("id", 0)}
 
 
 def prune_table(store_, table, scan_end, extra, extra_params, batch_size, archive):
     """
-    Delete the rows of ``table`` with ``jid < scan_end`` that meet ``extra``,
-    first copying them to ``<table>_archive`` when ``archive``; one transaction
-    per batch of ``batch_size`` rows along the jid index.  Returns how many
-    rows it deleted.
+    Delete the rows of ``table`` with ``key < scan_end`` that meet ``extra``
+    (``key``: the table's in :py:data:`PRUNE_KEYS`), first copying them to
+    ``<table>_archive`` when ``archive``; one transaction per batch of
+    ``batch_size`` rows along its index.  Returns how many rows it deleted.
     """
-    archive_sql = PRUNE_ARCHIVE.format(table=table, extra=extra)
-    delete_sql = PRUNE_DELETE.format(table=table, extra=extra)
-    boundary_sql = PRUNE_BOUNDARY.format(table=table)
-    low, deleted = "", 0
+    key, low = PRUNE_KEYS[table]
+    archive_sql = PRUNE_ARCHIVE.format(table=table, extra=extra, key=key)
+    delete_sql = PRUNE_DELETE.format(table=table, extra=extra, key=key)
+    boundary_sql = PRUNE_BOUNDARY.format(table=table, key=key)
+    deleted = 0
     while True:
         boundary = store_.select(boundary_sql, (low, scan_end, batch_size - 1))
         high = boundary[0][0] if boundary else scan_end
@@ -121,9 +133,14 @@ def prune(store_, days, hours, before, archive, dry_run, batch_size):
         }[(archive, dry_run)],
     }
     try:
+        if EVENTS_TABLE in store_.schema().tables:
+            ((events_end,),) = store_.select(
+                EVENTS_SCAN_END, ((cutoff + PRUNE_JID_SLACK).strftime("%Y-%m-%d %H:%M:%S"),)
+            )
+            plan += ((EVENTS_TABLE, events_end, " AND `alter_time` < %s", (stored_before,)),)
         for table, scan_end, extra, extra_params in plan:
             if dry_run:
-                statement = PRUNE_COUNT.format(table=table, extra=extra)
+                statement = PRUNE_COUNT.format(table=table, extra=extra, key=PRUNE_KEYS[table][0])
                 ((result[table],),) = store_.select(statement, (scan_end, *extra_params))
                 continue
             if archive:

@@ -3,13 +3,15 @@ Event to row: the pure rules that say whether a job event is one eventstore
 stores and what row it becomes, in the mysql returner's layout.
 
 Owns the row types (``ReturnRow`` for ``salt_returns``, ``LoadRow`` for
-``jids``, ``DeadLetter`` for ``eventstore_dead_letters``), the checks a
-return must pass (jid, minion id, function name), the JSON the returner
-writes, and :py:class:`Refused`, the reason an event is not stored.  Reads
-nothing but its arguments; imports nothing of eventstore's.
+``jids``, ``EventRow`` for ``salt_events``, ``DeadLetter`` for
+``eventstore_dead_letters``), the checks a return must pass (jid, minion id,
+function name), which other events are stored (``eventstore: events``), the
+JSON the returner writes, and :py:class:`Refused`, the reason an event is
+not stored.  Reads nothing but its arguments; imports nothing of eventstore's.
 """
 
 import fnmatch
+import hashlib
 import json
 import math
 import re
@@ -45,12 +47,17 @@ VERDICTS = ("stored", "duplicate", "spooled", "dead-lettered")
 ReturnRow = namedtuple("ReturnRow", "fun jid ret id success full_ret")
 LoadRow = namedtuple("LoadRow", "jid load")
 DeadLetter = namedtuple("DeadLetter", "jid id fun reason data")
+#: A ``salt_events`` row as the mysql returner's ``event_return`` writes it,
+#: with ``alter_time`` (UTC, ``YYYY-MM-DD HH:MM:SS``) set when the event came
+#: in, so an event written back from the spool keeps its time.
+EventRow = namedtuple("EventRow", "tag data master_id alter_time")
 
 #: Each row type's table and columns, in the order of its fields.
 TABLES = {
     ReturnRow: ("salt_returns", ("fun", "jid", "return", "id", "success", "full_ret")),
     LoadRow: ("jids", ("jid", "load")),
     DeadLetter: ("eventstore_dead_letters", ("jid", "id", "fun", "reason", "data")),
+    EventRow: ("salt_events", ("tag", "data", "master_id", "alter_time")),
 }
 ROW_TYPES = {table: row_type for row_type, (table, _) in TABLES.items()}
 
@@ -382,10 +389,14 @@ def with_job_cache(data, cached_ret, job_fun=None):
 def oversize(row):
     """
     Why ``row`` cannot go into its table as it is (a value bigger than
-    ``mediumtext``), or ``None``.
+    ``mediumtext``, a tag longer than ``salt_events.tag``), or ``None``.
     """
     if isinstance(row, DeadLetter):
         return None  # longtext
+    if isinstance(row, EventRow) and len(row.tag) > TAG_WIDTH:
+        return (
+            f"the tag is {len(row.tag)} characters, more than salt_events.tag holds ({TAG_WIDTH})"
+        )
     for name, value in zip(row._fields, row):
         if isinstance(value, str) and not fits(value, TEXT_BYTES):
             size = len(value.encode("utf-8"))
@@ -407,4 +418,92 @@ def dead_letter(row, reason):
         return row
     if isinstance(row, ReturnRow):
         return DeadLetter(row.jid, row.id, row.fun, reason[:1000], row.full_ret)
+    if isinstance(row, EventRow):
+        return event_dead_letter(row, reason)
     return DeadLetter(row.jid, "", "", reason[:1000], row.load)
+
+
+# ---------------------------------------------------------------------------
+# Events other than job results: ``salt_events``, as event_return fills it.
+# ---------------------------------------------------------------------------
+
+#: The width of ``salt_events.tag``.
+TAG_WIDTH = 255
+
+#: Tags whose results are jobs' (``salt_returns`` and ``jids`` keep them):
+#: never stored as events, whatever ``eventstore: events`` says.  They also
+#: carry what must not be copied around: pillar in job arguments, the
+#: private key of a ``key.gen`` wheel job.
+JOB_TAGS = ("salt/job/*", "salt/run/*", "salt/wheel/*")
+
+#: What a dead letter of an event starts its jid with (the rest is a hash):
+#: the dead-letter table is keyed by (jid, id).
+EVENT_LETTER_PREFIX = "event-"
+
+
+def is_stored_event(tag, globs):
+    """
+    True when an event tagged ``tag`` goes to ``salt_events``: it matches one
+    of the shell globs ``globs`` (``eventstore: events``) and is no job's result.
+    """
+    if not isinstance(tag, str) or not globs:
+        return False
+    if any(fnmatch.fnmatchcase(tag, glob) for glob in JOB_TAGS):
+        return False
+    return any(fnmatch.fnmatchcase(tag, glob) for glob in globs)
+
+
+def event_sender(data):
+    """
+    Who sent an event, as Salt names it: ``data.id`` (a minion's event, a
+    beacon's, ``salt/auth``), else ``""``.  Not verified: a minion may put
+    any tag on its events, but not another minion's id (the master sets it).
+    """
+    sender = data.get("id") if isinstance(data, dict) else None
+    return sender if isinstance(sender, str) else ""
+
+
+def event_row(tag, data, master_id, now):
+    """
+    The ``salt_events`` row of an event as the mysql returner's
+    ``event_return`` writes it (``data`` as JSON, ``master_id`` the master's
+    id), stored at ``now`` (an aware UTC datetime).  Raises
+    :py:class:`Refused` for a tag that is no text or data that cannot be
+    written as JSON at all.
+    """
+    if not isinstance(tag, str) or not tag:
+        raise Refused("the event has no tag")
+    try:
+        tag.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Refused("the tag is not valid UTF-8 (a lone surrogate)") from None
+    return EventRow(
+        tag=tag,
+        data=to_json(data),
+        master_id=str(master_id),
+        alter_time=now.strftime("%Y-%m-%d %H:%M:%S"),
+    )
+
+
+def event_dead_letter(row, reason):
+    """
+    The dead letter that keeps an event row whole: the row as JSON, keyed by
+    a hash of it (the same event dead-lettered twice is one letter) and its sender.
+    """
+    whole = (
+        f'{{"tag": {to_json(row.tag)}, "master_id": {to_json(row.master_id)},'
+        f' "alter_time": {to_json(row.alter_time)}, "data": {row.data}}}'
+    )
+    digest = hashlib.sha256(whole.encode("utf-8", "surrogatepass")).hexdigest()[:40]
+    try:
+        sender = event_sender(json.loads(row.data))
+    except ValueError:
+        sender = ""
+    # fun holds the tag's start, readable: no NUL (PostgreSQL text refuses it).
+    return DeadLetter(
+        EVENT_LETTER_PREFIX + digest,
+        sender[:255],
+        row.tag[:FUN_WIDTH].replace("\0", "?"),
+        reason[:1000],
+        whole,
+    )

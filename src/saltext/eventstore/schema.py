@@ -15,6 +15,12 @@ from collections import namedtuple
 RETURNER_TABLES = ("jids", "salt_returns")
 #: What storing needs: the returner's tables and eventstore's own.
 REQUIRED_TABLES = (*RETURNER_TABLES, "eventstore_dead_letters")
+#: event_return's table: needed once ``eventstore: events`` names any.
+EVENTS_TABLE = "salt_events"
+#: Every table ``init`` makes, as the catalogs are asked about them.
+ALL_TABLES = (*REQUIRED_TABLES, EVENTS_TABLE)
+#: The index read-back and prune go along on salt_events (not in event_return's layout).
+EVENT_TIME_KEY = ("alter_time",)
 #: The unique key each table needs: one job load per jid, one return per (jid, minion).
 UNIQUE_KEYS = {"jids": ("jid",), "salt_returns": ("jid", "id")}
 #: MySQL: 4-byte UTF-8, and minion ids compared as they are spelt (web1 is not Web1).
@@ -23,13 +29,21 @@ COLLATION = "utf8mb4_bin"
 #: What a database holds: ``tables`` {name: collation or None},
 #: ``unique_keys`` {table: set of column tuples}, ``text_columns`` {table:
 #: [TextColumn]} (MySQL only: SQLite text is always UTF-8, compared as bytes).
-Schema = namedtuple("Schema", "tables unique_keys text_columns")
+#: ``indexes`` {table: set of column tuples}: salt_events' keys, unique or not.
+Schema = namedtuple("Schema", "tables unique_keys text_columns indexes", defaults=({},))
 TextColumn = namedtuple("TextColumn", "name data_type column_type collation nullable")
 StoredReturn = namedtuple("StoredReturn", "fun jid ret id success full_ret alter_time")
 
 
 def missing_tables(schema, tables=REQUIRED_TABLES):
     return [table for table in tables if table not in schema.tables]
+
+
+def required_tables(event_globs):
+    """
+    The tables storing needs: ``salt_events`` too when events are stored.
+    """
+    return ALL_TABLES if event_globs else REQUIRED_TABLES
 
 
 def collations_of(schema, table):
@@ -71,6 +85,17 @@ def schema_differences(schema):
                 if any(not c.startswith("utf8mb4") for c in collations)
                 else f"{table} is {', '.join(sorted(collations))}, not {COLLATION}:"
                 " minion ids differing only in case are mixed up"
+            )
+    if EVENTS_TABLE in schema.tables:
+        if collations_of(schema, EVENTS_TABLE) - {COLLATION}:
+            found.append(
+                f"{EVENTS_TABLE} is {', '.join(sorted(collations_of(schema, EVENTS_TABLE)))},"
+                f" not {COLLATION}: 4-byte characters (emoji) cannot be stored"
+            )
+        if EVENT_TIME_KEY not in schema.indexes.get(EVENTS_TABLE, set()):
+            found.append(
+                f"{EVENTS_TABLE} has no index on (alter_time): reading events by time"
+                " and prune scan the table"
             )
     return found
 
@@ -123,11 +148,15 @@ def migration_plan(schema):
     """
     plan = [
         convert_statement(table, schema.text_columns.get(table, ()))
-        for table in RETURNER_TABLES
-        if collations_of(schema, table) - {COLLATION}
+        for table in (*RETURNER_TABLES, EVENTS_TABLE)
+        if table in schema.tables and collations_of(schema, table) - {COLLATION}
     ]
     if UNIQUE_KEYS["salt_returns"] not in schema.unique_keys.get("salt_returns", set()):
         plan.append(ADD_UNIQUE_KEY)
+    if EVENTS_TABLE in schema.tables and EVENT_TIME_KEY not in schema.indexes.get(
+        EVENTS_TABLE, set()
+    ):
+        plan.append(ADD_EVENT_TIME_KEY)
     return plan
 
 
@@ -164,14 +193,26 @@ MYSQL_TABLES = (
   `alter_time` TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
   UNIQUE KEY `jid_id` (`jid`, `id`)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
+    # event_return's table, plus an index on alter_time for reading by time and prune.
+    """CREATE TABLE IF NOT EXISTS `salt_events` (
+  `id` BIGINT NOT NULL AUTO_INCREMENT,
+  `tag` varchar(255) NOT NULL,
+  `data` mediumtext NOT NULL,
+  `alter_time` TIMESTAMP DEFAULT CURRENT_TIMESTAMP,
+  `master_id` varchar(255) NOT NULL,
+  PRIMARY KEY (`id`),
+  KEY `tag` (`tag`),
+  KEY `alter_time` (`alter_time`)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin""",
 )
 
 
 def sqlite_tables(mysql_tables):
     """
     SQLite's DDL, translated from the MySQL DDL so the layout is written once:
-    no table options, ``UNIQUE KEY name (cols)`` as ``UNIQUE (cols)``, and each
-    plain ``KEY`` as a ``CREATE INDEX`` (but the ones a unique key starts with).
+    no table options, ``UNIQUE KEY name (cols)`` as ``UNIQUE (cols)``, each
+    plain ``KEY`` as a ``CREATE INDEX`` (but the ones a unique key starts with),
+    and an ``AUTO_INCREMENT`` primary key as ``INTEGER PRIMARY KEY AUTOINCREMENT``.
     """
     statements = []
     for statement in mysql_tables:
@@ -183,7 +224,11 @@ def sqlite_tables(mysql_tables):
         columns, indexes = [], []
         for part in parts:
             key = re.fullmatch(r"(UNIQUE )?KEY `(\w+)` \((.+)\)", part)
-            if not key:
+            if part.startswith("PRIMARY KEY"):
+                continue  # the AUTO_INCREMENT column says it
+            if part.endswith(" BIGINT NOT NULL AUTO_INCREMENT"):
+                columns.append(part.split(" ")[0] + " INTEGER PRIMARY KEY AUTOINCREMENT")
+            elif not key:
                 columns.append(part)
             elif key.group(1):
                 columns.append(f"UNIQUE ({key.group(3)})")
@@ -220,6 +265,7 @@ def postgres_tables(sqlite_tables):
                 "TIMESTAMP DEFAULT CURRENT_TIMESTAMP", "TIMESTAMP WITH TIME ZONE DEFAULT NOW()"
             )
             .replace("longtext", "text")
+            .replace("INTEGER PRIMARY KEY AUTOINCREMENT", "BIGSERIAL PRIMARY KEY")
         )
         statement = re.sub(r"(varchar\(\d+\))", r'\1 COLLATE "C"', statement)
         # pgjsonb's index names: idx_salt_returns_id, not salt_returns_id.
@@ -251,8 +297,8 @@ def schema_sql(dialect):
     """
     returner = "pgjsonb" if dialect == "postgres" else "mysql"
     head = (
-        f"-- eventstore schema for {dialect}: the {returner} returner's jids and salt_returns,\n"
-        "-- plus one row per (jid, minion).  Generated by `make sql` from"
+        f"-- eventstore schema for {dialect}: the {returner} returner's jids, salt_returns and\n"
+        "-- salt_events, plus one row per (jid, minion).  Generated by `make sql` from"
         " src/saltext/eventstore/schema.py.\n"
     )
     return head + "\n".join(statement + ";\n" for statement in DDL[dialect])
@@ -269,6 +315,7 @@ def write_schema_files(folder):
 # ---------------------------------------------------------------------------
 
 ADD_UNIQUE_KEY = "ALTER TABLE `salt_returns` ADD UNIQUE KEY `jid_id` (`jid`, `id`)"
+ADD_EVENT_TIME_KEY = "ALTER TABLE `salt_events` ADD KEY `alter_time` (`alter_time`)"
 # Duplicates are the same (jid, id) byte for byte, whatever the collation of the day.
 DUPLICATE_GROUPS = (
     "FROM `salt_returns` GROUP BY CAST(`jid` AS BINARY), CAST(`id` AS BINARY) HAVING COUNT(*) > 1"

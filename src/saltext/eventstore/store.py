@@ -322,6 +322,16 @@ class Store:
         raise NotImplementedError
 
 
+def index_columns(rows):
+    """
+    The column tuple of each index, from ``(index, column)`` rows in index order.
+    """
+    indexes = {}
+    for index, column in rows:
+        indexes.setdefault(index, []).append(column)
+    return {tuple(columns) for columns in indexes.values()}
+
+
 def conflict_pause(attempt, jitter):
     """
     Seconds to wait before running a transaction again after its

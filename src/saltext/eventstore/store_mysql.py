@@ -8,13 +8,14 @@ a row refused as such, and its catalog (``information_schema``).
 
 from saltext.eventstore.config import host_name
 from saltext.eventstore.schema import (
+    ALL_TABLES,
+    EVENTS_TABLE,
     MYSQL_TABLES,
-    REQUIRED_TABLES,
     RETURNER_TABLES,
     Schema,
     TextColumn,
 )
-from saltext.eventstore.store import RowTooBig, Store
+from saltext.eventstore.store import RowTooBig, Store, index_columns
 
 try:
     import pymysql
@@ -115,7 +116,7 @@ MYSQL_ROW_ERRNOS = {1153, 1366, 1406, 1264, 1265, 1292}
 # MySQL's catalog, for status, init and migrate (SQLite's is read with PRAGMAs).
 MYSQL_TABLES_INFO = (
     "SELECT `TABLE_NAME`, `TABLE_COLLATION` FROM `information_schema`.`TABLES`"
-    " WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` IN (%s, %s, %s)"
+    " WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` IN (%s, %s, %s, %s)"
 )
 MYSQL_UNIQUE_KEYS = (
     "SELECT `TABLE_NAME`, `INDEX_NAME`, `COLUMN_NAME` FROM `information_schema`.`STATISTICS`"
@@ -125,8 +126,13 @@ MYSQL_UNIQUE_KEYS = (
 MYSQL_TEXT_COLUMNS = (
     "SELECT `TABLE_NAME`, `COLUMN_NAME`, `DATA_TYPE`, `COLUMN_TYPE`, `COLLATION_NAME`,"
     " `IS_NULLABLE` FROM `information_schema`.`COLUMNS` WHERE `TABLE_SCHEMA` = DATABASE()"
-    " AND `TABLE_NAME` IN (%s, %s) AND `COLLATION_NAME` IS NOT NULL"
+    " AND `TABLE_NAME` IN (%s, %s, %s) AND `COLLATION_NAME` IS NOT NULL"
     " ORDER BY `TABLE_NAME`, `ORDINAL_POSITION`"
+)
+MYSQL_INDEXES = (
+    "SELECT `INDEX_NAME`, `COLUMN_NAME` FROM `information_schema`.`STATISTICS`"
+    " WHERE `TABLE_SCHEMA` = DATABASE() AND `TABLE_NAME` = %s"
+    " ORDER BY `INDEX_NAME`, `SEQ_IN_INDEX`"
 )
 
 
@@ -216,12 +222,12 @@ class MySQLStore(Store):
         return self.select("SELECT VERSION()", ())[0][0]
 
     def schema(self):
-        tables = dict(self.select(MYSQL_TABLES_INFO, REQUIRED_TABLES))
+        tables = dict(self.select(MYSQL_TABLES_INFO, ALL_TABLES))
         unique = {}
         for table, index, column in self.select(MYSQL_UNIQUE_KEYS, RETURNER_TABLES):
             unique.setdefault(table, {}).setdefault(index, []).append(column)
         columns = {}
-        for table, *column in self.select(MYSQL_TEXT_COLUMNS, RETURNER_TABLES):
+        for table, *column in self.select(MYSQL_TEXT_COLUMNS, (*RETURNER_TABLES, EVENTS_TABLE)):
             columns.setdefault(table, []).append(
                 TextColumn(*column[:4], nullable=column[4] == "YES")
             )
@@ -229,4 +235,5 @@ class MySQLStore(Store):
             tables,
             {table: {tuple(key) for key in keys.values()} for table, keys in unique.items()},
             columns,
+            {EVENTS_TABLE: index_columns(self.select(MYSQL_INDEXES, (EVENTS_TABLE,)))},
         )

@@ -13,12 +13,14 @@ from saltext.eventstore.schema import (
     CREATE_DUPLICATES_TABLE,
     DELETE_DUPLICATES,
     DROP_DUPLICATES_TABLE,
+    ADD_EVENT_TIME_KEY,
+    ALL_TABLES,
+    EVENTS_TABLE,
     POSTGRES_TABLES,
-    REQUIRED_TABLES,
     RETURNER_TABLES,
     Schema,
 )
-from saltext.eventstore.store import RowRefused, RowTooBig, Store
+from saltext.eventstore.store import RowRefused, RowTooBig, Store, index_columns
 from saltext.eventstore.times import UTC
 
 try:
@@ -170,7 +172,7 @@ class PostgresStore(Store):
         return "PostgreSQL " + self.select("SHOW server_version", ())[0][0]
 
     def schema(self):
-        tables = {name: None for (name,) in self.select(POSTGRES_TABLES_INFO, REQUIRED_TABLES)}
+        tables = {name: None for (name,) in self.select(POSTGRES_TABLES_INFO, ALL_TABLES)}
         unique = {}
         for table, index, column in self.select(POSTGRES_UNIQUE_KEYS, RETURNER_TABLES):
             unique.setdefault(table, {}).setdefault(index, []).append(column)
@@ -178,6 +180,7 @@ class PostgresStore(Store):
             tables,
             {table: {tuple(key) for key in keys.values()} for table, keys in unique.items()},
             {},
+            {EVENTS_TABLE: index_columns(self.select(POSTGRES_INDEXES, (EVENTS_TABLE,)))},
         )
 
 
@@ -185,7 +188,7 @@ class PostgresStore(Store):
 # keys in the connection's schema (search_path), readable by any user.
 POSTGRES_TABLES_INFO = (
     "SELECT table_name FROM information_schema.tables"
-    " WHERE table_schema = current_schema() AND table_name IN (%s, %s, %s)"
+    " WHERE table_schema = current_schema() AND table_name IN (%s, %s, %s, %s)"
 )
 POSTGRES_UNIQUE_KEYS = (
     "SELECT t.relname, i.relname, a.attname FROM pg_index x"
@@ -195,12 +198,23 @@ POSTGRES_UNIQUE_KEYS = (
     " WHERE x.indisunique AND t.relnamespace = current_schema()::regnamespace"
     " AND t.relname IN (%s, %s) ORDER BY t.relname, i.relname, k.n"
 )
+POSTGRES_INDEXES = (
+    "SELECT i.relname, a.attname FROM pg_index x"
+    " JOIN pg_class t ON t.oid = x.indrelid JOIN pg_class i ON i.oid = x.indexrelid"
+    " JOIN unnest(x.indkey) WITH ORDINALITY AS k(attnum, n) ON true"
+    " JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum"
+    " WHERE t.relnamespace = current_schema()::regnamespace AND t.relname = %s"
+    " ORDER BY i.relname, k.n"
+)
 
 
 # The few statements PostgreSQL words otherwise than by postgres_sql's rules:
 # migrate's, on its own temporary table.
 POSTGRES_STATEMENTS = {
     ADD_UNIQUE_KEY: 'ALTER TABLE "salt_returns" ADD CONSTRAINT "salt_returns_jid_id_key" UNIQUE ("jid", "id")',
+    ADD_EVENT_TIME_KEY: (
+        'CREATE INDEX IF NOT EXISTS "idx_salt_events_alter_time" ON "salt_events" ("alter_time")'
+    ),
     DROP_DUPLICATES_TABLE: 'DROP TABLE IF EXISTS pg_temp."eventstore_duplicates"',
     CREATE_DUPLICATES_TABLE: (
         'CREATE TEMPORARY TABLE "eventstore_duplicates" ("n" BIGINT GENERATED ALWAYS AS IDENTITY'

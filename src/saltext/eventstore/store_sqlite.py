@@ -10,7 +10,7 @@ import re
 import sqlite3
 import threading
 
-from saltext.eventstore.schema import REQUIRED_TABLES, SQLITE_TABLES, Schema
+from saltext.eventstore.schema import ALL_TABLES, EVENTS_TABLE, SQLITE_TABLES, Schema
 from saltext.eventstore.store import RowTooBig, Store
 
 SQLITE_SETUP_LOCK = threading.Lock()
@@ -74,15 +74,16 @@ class SQLiteStore(Store):
     def schema(self):
         def work(cur):
             cur.execute("SELECT `name` FROM `sqlite_master` WHERE `type` = 'table'")
-            tables = {name: None for (name,) in cur.fetchall() if name in REQUIRED_TABLES}
-            unique = {}
+            tables = {name: None for (name,) in cur.fetchall() if name in ALL_TABLES}
+            unique, indexes = {}, {}
             for table in tables:
                 cur.execute(f"PRAGMA index_list(`{table}`)")
                 for _, index, is_unique, *_ in cur.fetchall():
+                    cur.execute(f"PRAGMA index_info(`{index}`)")
+                    key = tuple(name for _, _, name in sorted(cur.fetchall()))
+                    indexes.setdefault(table, set()).add(key)
                     if is_unique:
-                        cur.execute(f"PRAGMA index_info(`{index}`)")
-                        key = tuple(name for _, _, name in sorted(cur.fetchall()))
                         unique.setdefault(table, set()).add(key)
-            return Schema(tables, unique, {})
+            return Schema(tables, unique, {}, {EVENTS_TABLE: indexes.get(EVENTS_TABLE, set())})
 
         return self.run(work)

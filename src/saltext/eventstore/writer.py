@@ -9,7 +9,13 @@ import logging
 import threading
 import time
 
-from saltext.eventstore.rows import VERDICTS, DeadLetter, dead_letter, oversize
+from saltext.eventstore.rows import (
+    EVENT_LETTER_PREFIX,
+    VERDICTS,
+    DeadLetter,
+    dead_letter,
+    oversize,
+)
 from saltext.eventstore.store import CONFLICT_RETRIES
 
 log = logging.getLogger(__name__)
@@ -152,12 +158,11 @@ class Writer:
         Keep a row the database will not take in the dead letters (or, when even
         that table refuses it, in the spool's ``dead`` folder).
         """
-        log.error(
-            "eventstore: keeping the %s of job %s as a dead letter: %s",
-            f"return of {letter.id}" if letter.id else "load",
-            letter.jid,
-            letter.reason,
-        )
+        if letter.jid.startswith(EVENT_LETTER_PREFIX):
+            what = f"event {letter.fun!r}... from {letter.id or 'the master'} ({letter.jid})"
+        else:
+            what = f"{f'return of {letter.id}' if letter.id else 'load'} of job {letter.jid}"
+        log.error("eventstore: keeping the %s as a dead letter: %s", what, letter.reason)
         if self._outage is not None:
             self._spool(letter)
             return "dead-lettered"
