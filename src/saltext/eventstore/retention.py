@@ -9,6 +9,7 @@ import datetime
 
 from saltext.eventstore.config import positive_int, truthy
 from saltext.eventstore.failures import Failed, Invalid
+from saltext.eventstore.progress import Progress
 from saltext.eventstore.times import parse_time, time_to_jid, utc_now
 
 #: How far past the cutoff prune walks salt_returns' jid index looking for
@@ -60,12 +61,13 @@ PRUNE_DELETE = "DELETE FROM `{table}` WHERE " + PRUNE_BATCH
 PRUNE_COUNT = "SELECT COUNT(*) FROM `{table}` WHERE `jid` < %s{extra}"
 
 
-def prune_table(store_, table, scan_end, extra, extra_params, batch_size, archive):
+def prune_table(store_, table, scan_end, extra, extra_params, batch_size, archive, task):
     """
     Delete the rows of ``table`` with ``jid < scan_end`` that meet ``extra``,
     first copying them to ``<table>_archive`` when ``archive``; one transaction
-    per batch of ``batch_size`` rows along the jid index.  Returns how many
-    rows it deleted.
+    per batch of ``batch_size`` rows along the jid index, each told to
+    ``task`` (a :py:class:`~saltext.eventstore.progress.Task`).  Returns how
+    many rows it deleted.
     """
     archive_sql = PRUNE_ARCHIVE.format(table=table, extra=extra)
     delete_sql = PRUNE_DELETE.format(table=table, extra=extra)
@@ -83,17 +85,21 @@ def prune_table(store_, table, scan_end, extra, extra_params, batch_size, archiv
             return cur.rowcount
 
         deleted += store_.run(work)
+        task.advance(deleted)
         if not boundary:
             return deleted
         low = high
 
 
-def prune(store_, days, hours, before, archive, dry_run, batch_size):
+def prune(store_, days, hours, before, archive, dry_run, batch_size, progress=None):
     """
     Delete (or archive) what is older than the cutoff, as the runner's
-    ``prune`` says; what went, per table.  Raises :py:class:`Invalid` for
-    bad arguments and :py:class:`Failed` when the database fails.
+    ``prune`` says, telling ``progress`` (a
+    :py:class:`~saltext.eventstore.progress.Progress`) how far it is; what
+    went, per table.  Raises :py:class:`Invalid` for bad arguments and
+    :py:class:`Failed` when the database fails.
     """
+    progress = progress or Progress()
     try:
         cutoff = prune_cutoff(days, hours, before, utc_now())
         batch_size = positive_int(batch_size, "batch_size")
@@ -122,14 +128,21 @@ def prune(store_, days, hours, before, archive, dry_run, batch_size):
     }
     try:
         for table, scan_end, extra, extra_params in plan:
+            count_sql = PRUNE_COUNT.format(table=table, extra=extra)
+            count_params = (scan_end, *extra_params)
             if dry_run:
-                statement = PRUNE_COUNT.format(table=table, extra=extra)
-                ((result[table],),) = store_.select(statement, (scan_end, *extra_params))
+                ((result[table],),) = store_.select(count_sql, count_params)
                 continue
             if archive:
                 store_.create_table_like(table, f"{table}_archive")
+            # What is left is counted once, at the first report: a short prune never pays for it.
+            task = progress.task(
+                f"prune {table}",
+                f"rows {result['action']}",
+                left=lambda sql=count_sql, params=count_params: store_.select(sql, params)[0][0],
+            )
             result[table] = prune_table(
-                store_, table, scan_end, extra, extra_params, batch_size, archive
+                store_, table, scan_end, extra, extra_params, batch_size, archive, task
             )
     except Exception as exc:  # pylint: disable=broad-except
         raise Failed(
