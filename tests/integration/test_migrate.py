@@ -8,7 +8,15 @@ unique key on (jid, id)) and keeps every distinct return.
 import json
 
 import pytest
-from runnerlib import JID, PGJSONB_DDL, RETURNER_DDL, load_runner, ret_event
+from runnerlib import (
+    JID,
+    PGJSONB_DDL,
+    RETURNER_DDL,
+    as_runner_job,
+    fake_clock,
+    load_runner,
+    ret_event,
+)
 
 
 class Db:
@@ -256,3 +264,18 @@ def test_migrate_without_the_tables_fails_and_says_to_run_init(runner_opts, db):
         "Failed: table salt_returns missing: salt-run eventstore.init makes it"
     )
     assert es.migrate()["retcode"] == es.__context__["retcode"] == 1
+
+
+def test_a_long_migrate_reports_pairs_done_and_left_then_its_summary(es, db):
+    for n in range(30):
+        put(db, f"m{n:02d}", "2026-11-26 10:00:01", "first")
+        put(db, f"m{n:02d}", "2026-11-26 10:00:02", "again")
+    job = as_runner_job(es)
+    fake_clock(es).tick = 1.0  # each reading of the clock takes a second
+    report = es.migrate(batch_size=1, progress=5)
+    reports = [r for r in job.progress() if r["operation"] == "migrate: duplicate returns"]
+    done = [r["done"] for r in reports]
+    assert len(done) >= 3 and done == sorted(set(done))
+    assert all(r["done"] + r["left"] == 30 for r in reports)
+    assert report["result"] == "Upgraded: the tables have eventstore's layout"
+    assert "remove 30 duplicate returns of 30 (jid, id) pairs" in removal_step(report)
