@@ -10,10 +10,7 @@ throwaway MariaDB; the job cache in local_cache's layout.
 """
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 import time
 import timeit
 from pathlib import Path
@@ -21,11 +18,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import mysqlserver  # noqa: E402
-import psutil  # noqa: E402
-import salt.config  # noqa: E402
-from catch_up import cpu, say, write_job_cache  # noqa: E402
-from runnerlib import as_runner_job, load_runner, mysql_keys  # noqa: E402
+from catch_up import cpu, say, throwaway_master, write_job_cache  # noqa: E402
+from runnerlib import as_runner_job, load_runner  # noqa: E402
 
 OLD = "2020-06-01 00:00:00"
 INSERT = (
@@ -107,14 +101,7 @@ def main():
     parser.add_argument("--minions", type=int, default=10)
     args = parser.parse_args()
 
-    server = mysqlserver.ThrowawayServer()
-    mysqld = psutil.Process(server.proc.pid)
-    root = tempfile.mkdtemp(prefix="es-bench-progress-")
-    try:
-        opts = salt.config.master_config(None)
-        opts.update(
-            cachedir=os.path.join(root, "cache"), **mysql_keys(server, server.create_database())
-        )
+    with throwaway_master("es-bench-progress-") as (opts, mysqld):
         es = load_runner(opts)
         es.init()
         reporter_costs(es)
@@ -143,9 +130,6 @@ def main():
             lambda progress: es.backfill(since="2026-11-30", until="2026-12-01", progress=progress),
             empty_tables,
         )
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
