@@ -40,7 +40,7 @@ $(STAMP): FORCE
 endif
 
 .DEFAULT_GOAL := help
-.PHONY: help venv test test-unit test-integration test-e2e test-galera test-package lint format dist tools demo bench bench-settings bench-forgeries bench-catch-up bench-galera sql clean FORCE
+.PHONY: help venv test test-unit test-integration test-e2e test-galera test-package lint format dist tools demo bench bench-settings bench-forgeries bench-catch-up bench-progress bench-galera sql clean FORCE
 
 help:
 	@echo "eventstore make targets (SALT=$(SALT), venv $(VENV)/):"
@@ -60,6 +60,7 @@ help:
 	@echo "  bench-forgeries   how long a forged return holds a reactor thread (~10 s)"
 	@echo "  bench-galera      cost of a Galera conflict, time to fail over to another node (~4 min)"
 	@echo "  bench-catch-up    what catch-up rounds and a 10,000-row spool replay cost (~5 min)"
+	@echo "  bench-progress    what progress reports cost on a big prune and backfill, how often they come (~5 min)"
 	@echo "  sql               regenerate sql/mysql.sql, sql/sqlite.sql and sql/postgres.sql from src/saltext/eventstore/schema.py"
 	@echo "  clean             remove .venv/, .demo/, .bench/ and dist/"
 
@@ -143,6 +144,9 @@ bench-galera: $(STAMP)
 
 bench-catch-up: $(STAMP)
 	$(VENV_PY) bench/catch_up.py $(BENCH_ARGS)
+
+bench-progress: $(STAMP)
+	$(VENV_PY) bench/progress.py $(BENCH_ARGS)
 
 sql: $(STAMP)
 	$(VENV_PY) -c 'import sys; sys.path.insert(0, "src"); from saltext.eventstore import schema; schema.write_schema_files("sql")'

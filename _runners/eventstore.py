@@ -227,6 +227,7 @@ try:
         install,
         intake,
         migration,
+        progress,
         readback,
         retention,
         runtime,
@@ -267,6 +268,28 @@ def _failed(message):
     """
     __context__["retcode"] = 1
     return {"Error": message, "retcode": 1}
+
+
+def _reporter(setting):
+    """
+    The :py:class:`~saltext.eventstore.progress.Progress` a long operation
+    tells how far it is: it fires this runner job's progress events
+    (``salt/run/<jid>/progress``, which ``salt-run`` prints as they come)
+    every ``setting`` seconds (``True``: 5), or reports nowhere: with
+    ``progress=False``; outside a runner job (no ``__jid_event__``: a
+    hand-made loader); and in the reactor, whose threads share this module's
+    ``__jid_event__``, so a report could go out under another reaction's jid.
+    """
+    try:
+        seconds = progress.interval(setting)
+    except ValueError as exc:
+        raise failures.Invalid(exc) from None
+    # Salt's RunnerClient.low sets both for each job, as globals of this module.
+    jid_event = globals().get("__jid_event__")
+    if seconds is None or jid_event is None or globals().get("__user__") == "Reactor":
+        return progress.Progress()
+    # A weak proxy: dead (ReferenceError) once its job ended; Progress stops at any error.
+    return progress.Progress(lambda report: jid_event.fire_event(report, "progress"), seconds)
 
 
 def __virtual__():
@@ -507,25 +530,35 @@ def query(
         return _failed(str(exc))
 
 
-def replay():
+def replay(progress=True):
     """
     Write the spool (rows kept on disk while the database was unavailable)
     back to the database now, instead of waiting for the next stored return.
     Exits non-zero when rows are left because the database is still down.
+
+    progress : True
+        Every 5 s, report the rows written back and left in the spool, and
+        the rate (runner progress events, which ``salt-run`` prints as they
+        come; the first after 5 s, so a short replay prints only its
+        result); a number: every that many seconds; ``False``: no reports.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt-run eventstore.replay
+        salt-run eventstore.replay progress=False --out=json
     """
-    report = health.write_back(_runtime().writer)
+    try:
+        report = health.write_back(_runtime().writer, _reporter(progress))
+    except failures.Failed as exc:
+        return _failed(str(exc))
     if report["retcode"]:
         __context__["retcode"] = 1
     return report
 
 
-def backfill(jid=None, since="24h", until=None):
+def backfill(jid=None, since="24h", until=None, progress=True):
     """
     Copy into the database every job load and return that the master job
     cache holds and the database lacks: returns the reactor never saw (the
@@ -548,6 +581,12 @@ def backfill(jid=None, since="24h", until=None):
     until
         Only jobs started before then, in the same forms.
 
+    progress : True
+        Every 5 s, report the jobs done and left, the rate, the time to go and
+        the rows added so far (runner progress events, which ``salt-run``
+        prints as they come; the first after 5 s, so a short backfill prints
+        only its result); a number: every that many seconds; ``False``: none.
+
     To run it every hour from the master, add to the master config:
 
     .. code-block:: yaml
@@ -567,9 +606,12 @@ def backfill(jid=None, since="24h", until=None):
         salt-run eventstore.backfill since=3d
         salt-run eventstore.backfill since='2026-11-26 08:00' until='2026-11-26 09:00'
         salt-run eventstore.backfill jid=20260101120000000000
+        salt-run eventstore.backfill since=3d progress=False --out=json
     """
     try:
-        return catchup.backfill(_runtime(), jid=jid, since=since, until=until)
+        return catchup.backfill(
+            _runtime(), jid=jid, since=since, until=until, progress=_reporter(progress)
+        )
     except failures.Failed as exc:
         return _failed(str(exc))
 
@@ -739,7 +781,9 @@ def events(tag=None, minion=None, since=None, until=None, limit=20, before=None)
         return _failed(str(exc))
 
 
-def prune(days=None, hours=None, before=None, archive=False, dry_run=False, batch_size=1000):
+def prune(
+    days=None, hours=None, before=None, archive=False, dry_run=False, batch_size=1000, progress=True
+):
     """
     Delete stored job loads and returns older than a cutoff, to keep the
     tables from growing forever.  An age is required; nothing younger than
@@ -785,6 +829,13 @@ def prune(days=None, hours=None, before=None, archive=False, dry_run=False, batc
     batch_size : 1000
         Rows per transaction.
 
+    progress : True
+        Every 5 s, report per table the rows deleted (or archived) and left,
+        the rate and the time to go (runner progress events, which
+        ``salt-run`` prints as they come; the first after 5 s, when the rows
+        left are counted once, so a short prune prints only its result); a
+        number: every that many seconds; ``False``: no reports.
+
     Run it daily from the master's scheduler (then restart the master):
 
     .. code-block:: yaml
@@ -805,14 +856,17 @@ def prune(days=None, hours=None, before=None, archive=False, dry_run=False, batc
         salt-run eventstore.prune days=30
         salt-run eventstore.prune hours=12 archive=True
         salt-run eventstore.prune before=2026-01-01
+        salt-run eventstore.prune days=30 progress=False --out=json
     """
     try:
-        return retention.prune(_store(), days, hours, before, archive, dry_run, batch_size)
+        return retention.prune(
+            _store(), days, hours, before, archive, dry_run, batch_size, _reporter(progress)
+        )
     except failures.Failed as exc:
         return _failed(str(exc))
 
 
-def migrate(test=False, batch_size=1000):
+def migrate(test=False, batch_size=1000, progress=True):
     """
     Upgrade a MySQL database made from Salt's documented mysql returner
     schema, or a PostgreSQL one made from the pgjsonb returner's, to
@@ -848,15 +902,25 @@ def migrate(test=False, batch_size=1000):
     batch_size : 1000
         (jid, id) pairs whose duplicates go per transaction.
 
+    progress : True
+        Every 5 s, report the steps done and left, and while duplicates go
+        the (jid, id) pairs done and left and the rate (runner progress
+        events, which ``salt-run`` prints as they come; the first after 5 s).
+        An ALTER TABLE says nothing until it ends.  A number: every that
+        many seconds; ``False``: no reports.
+
     CLI Example:
 
     .. code-block:: bash
 
         salt-run eventstore.migrate test=True
         salt-run eventstore.migrate
+        salt-run eventstore.migrate progress=False --out=json
     """
     try:
-        report = migration.migrate(_store(), test=test, batch_size=batch_size)
+        report = migration.migrate(
+            _store(), test=test, batch_size=batch_size, progress=_reporter(progress)
+        )
     except failures.Failed as exc:
         return _failed(str(exc))
     if isinstance(report, dict) and report.get("retcode"):

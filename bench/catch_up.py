@@ -11,6 +11,7 @@ throwaway MariaDB; the job cache written by Salt's own local_cache returner.
 """
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -93,14 +94,7 @@ def main():
     parser.add_argument("--spool", type=int, default=10_000)
     args = parser.parse_args()
 
-    server = mysqlserver.ThrowawayServer()
-    mysqld = psutil.Process(server.proc.pid)
-    root = tempfile.mkdtemp(prefix="es-bench-catch-up-")
-    try:
-        opts = salt.config.master_config(None)
-        opts.update(
-            cachedir=os.path.join(root, "cache"), **mysql_keys(server, server.create_database())
-        )
+    with throwaway_master("es-bench-catch-up-") as (opts, mysqld):
         # Live stores in the spool part are taken as they come (no job cache for them).
         opts["eventstore"] = {"catch_up_after": 0, "verify_returns": False}
         es = load_runner(opts)
@@ -109,6 +103,22 @@ def main():
         if args.jobs:
             rounds_on_a_big_job_cache(es, opts, mysqld, args)
         spool_replay(opts, args.spool)
+
+
+@contextlib.contextmanager
+def throwaway_master(prefix):
+    """
+    A throwaway MariaDB and a master config on it with a cachedir of its
+    own: ``(opts, the mysqld process)``, both gone after.
+    """
+    server = mysqlserver.ThrowawayServer()
+    root = tempfile.mkdtemp(prefix=prefix)
+    try:
+        opts = salt.config.master_config(None)
+        opts.update(
+            cachedir=os.path.join(root, "cache"), **mysql_keys(server, server.create_database())
+        )
+        yield opts, psutil.Process(server.proc.pid)
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)

@@ -74,8 +74,11 @@ class FakeClock:
 
     def __init__(self):
         self.now = 1000.0
+        #: Seconds each reading moves the clock on: work that takes time.
+        self.tick = 0.0
 
     def monotonic(self):
+        self.now += self.tick
         return self.now
 
     def sleep(self, seconds):
@@ -98,6 +101,34 @@ def fake_clock(es):
                 module.time = clock
         es.lib.clock = clock
     return clock
+
+
+class JidEvent:
+    """
+    Stands in for the ``__jid_event__`` Salt's ``RunnerClient.low`` gives a
+    runner job (salt-run): records what the runner fires under the job's tag.
+    """
+
+    def __init__(self):
+        self.fired = []
+
+    def fire_event(self, data, suffix):
+        self.fired.append((suffix, data))
+
+    def progress(self):
+        """The progress reports fired, oldest first."""
+        return [data for suffix, data in self.fired if suffix == "progress"]
+
+
+def as_runner_job(es, user="root"):
+    """
+    Give the loaded runner ``es`` the globals ``RunnerClient.low`` gives a
+    job of ``user`` (``Reactor`` for the reactor's).  Returns its
+    :py:class:`JidEvent`.
+    """
+    es.__jid_event__ = JidEvent()
+    es.__user__ = user
+    return es.__jid_event__
 
 
 def returner_keys(prefix, server, database, user=None, password=None):

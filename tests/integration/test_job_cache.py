@@ -8,7 +8,7 @@ import json
 import pytest
 import salt.config
 import salt.loader
-from runnerlib import JID, fake_clock, load_runner, new_event, ret_event
+from runnerlib import JID, as_runner_job, fake_clock, load_runner, new_event, ret_event
 
 #: Long enough that a runner that waits never gives up during a test: each
 #: test says when the master writes, on a clock of its own.
@@ -366,6 +366,29 @@ def test_backfill_of_more_jobs_than_a_batch_stores_them_all(es, job_cache, monke
     counts = es.backfill(since="20261126000000000000")
     assert (counts["loads added"], counts["returns added"]) == (3, 3)
     assert [es.query(jid=jid) for jid in jids] == [{"web1": True}] * 3
+
+
+def test_a_long_backfill_reports_jobs_done_and_left_then_its_summary(es, job_cache):
+    for n in range(40):
+        jid = f"202611261200000{n:05d}"
+        job_cache.publish(jid=jid)
+        job_cache.ret(ret_event(jid=jid))
+    job = as_runner_job(es)
+    fake_clock(es).tick = 1.0  # each reading of the clock takes a second
+    counts = es.backfill(since="2026-11-26", until="2026-11-27", progress=5)
+    reports = job.progress()
+    done = [report["done"] for report in reports]
+    assert len(done) >= 3 and done == sorted(set(done))
+    assert all(report["done"] + report["left"] == 40 for report in reports)
+    assert "jobs read" in reports[-1]["message"]
+    assert counts == {
+        "jobs read": 40,
+        "loads added": 40,
+        "returns added": 40,
+        "spooled": 0,
+        "dead-lettered": 0,
+        "refused": 0,
+    }
 
 
 def test_backfill_leaves_out_ignored_functions(es, job_cache):

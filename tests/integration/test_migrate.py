@@ -8,7 +8,16 @@ unique key on (jid, id)) and keeps every distinct return.
 import json
 
 import pytest
-from runnerlib import JID, PGJSONB_DDL, RETURNER_DDL, load_runner, ret_event, storing_events
+from runnerlib import (
+    JID,
+    PGJSONB_DDL,
+    RETURNER_DDL,
+    as_runner_job,
+    fake_clock,
+    load_runner,
+    ret_event,
+    storing_events,
+)
 
 
 class Db:
@@ -321,3 +330,18 @@ def test_migrate_converts_the_returner_s_salt_events_to_utf8mb4_bin(es, returner
     assert {
         collation for _, _, collation, _ in full_columns(db.conn, "salt_events") if collation
     } == {"utf8mb4_bin"}
+
+
+def test_a_long_migrate_reports_pairs_done_and_left_then_its_summary(es, db):
+    for n in range(30):
+        put(db, f"m{n:02d}", "2026-11-26 10:00:01", "first")
+        put(db, f"m{n:02d}", "2026-11-26 10:00:02", "again")
+    job = as_runner_job(es)
+    fake_clock(es).tick = 1.0  # each reading of the clock takes a second
+    report = es.migrate(batch_size=1, progress=5)
+    reports = [r for r in job.progress() if r["operation"] == "migrate: duplicate returns"]
+    done = [r["done"] for r in reports]
+    assert len(done) >= 3 and done == sorted(set(done))
+    assert all(r["done"] + r["left"] == 30 for r in reports)
+    assert report["result"] == "Upgraded: the tables have eventstore's layout"
+    assert "remove 30 duplicate returns of 30 (jid, id) pairs" in removal_step(report)

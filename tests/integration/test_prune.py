@@ -6,7 +6,7 @@ batches, and never anything younger; on both backends.
 import datetime
 
 import pytest
-from runnerlib import count, new_event, ret_event
+from runnerlib import as_runner_job, count, fake_clock, new_event, ret_event
 
 CUTOFF = "2020-11-01 00:00:00"
 BEFORE, AT, AFTER = "2020-10-31 23:59:59", "2020-11-01 00:00:00", "2020-11-01 00:00:01"
@@ -168,3 +168,57 @@ def test_prune_refuses_without_a_sensible_age_and_deletes_nothing(es, kwargs, re
     assert reason in refused["Error"]
     assert refused["retcode"] == es.__context__["retcode"] == 1
     assert count(es) == 1
+
+
+def put_old_returns(es, n):
+    """``n`` returns of as many jobs, stored before the cutoff, in one transaction."""
+    rows = []
+    for i in range(n):
+        jid = f"2020010100{i:010d}"
+        _, data = ret_event(minion="web1", jid=jid)
+        rows.append((*es.lib.rows.return_row(jid, "web1", data), BEFORE))
+    statement = es._store().sql(
+        "INSERT INTO `salt_returns` (`fun`, `jid`, `return`, `id`, `success`, `full_ret`,"
+        " `alter_time`) VALUES (%s, %s, %s, %s, %s, %s, %s)"
+    )
+    es._store().run(lambda cur: cur.executemany(statement, rows))
+
+
+def slow_prune_reports(es, **kwargs):
+    """
+    A prune of 300 old returns, 10 a batch, as a salt-run job on a clock
+    on which each reading takes a second: its result and progress reports.
+    """
+    put_old_returns(es, 300)
+    job = as_runner_job(es)
+    fake_clock(es).tick = 1.0
+    result = es.prune(before=CUTOFF, batch_size=10, progress=5, **kwargs)
+    return result, [r for r in job.progress() if r["operation"] == "prune salt_returns"]
+
+
+def test_a_long_prune_reports_rows_deleted_and_left_as_it_goes(es):
+    _, reports = slow_prune_reports(es)
+    done = [report["done"] for report in reports]
+    assert len(done) >= 3 and done == sorted(set(done))
+    assert all(report["done"] + report["left"] == 300 for report in reports)
+    assert "rows deleted" in reports[0]["message"] and "rows/s" in reports[0]["message"]
+
+
+def test_a_long_prune_ends_with_the_summary_it_gave_without_reports(es):
+    result, _ = slow_prune_reports(es)
+    assert result == {
+        "cutoff": "2020-11-01T00:00:00+00:00",
+        "action": "deleted",
+        "jids": 0,
+        "salt_returns": 300,
+    }
+
+
+def test_a_long_prune_with_archive_reports_rows_archived(es):
+    result, reports = slow_prune_reports(es, archive=True)
+    assert reports and all("rows archived" in report["message"] for report in reports)
+    assert (result["action"], result["salt_returns"], count(es, "salt_returns_archive")) == (
+        "archived",
+        300,
+        300,
+    )

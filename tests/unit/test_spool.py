@@ -9,7 +9,7 @@ import os
 import stat
 
 import pytest
-from runnerlib import JID, load_runner, ret_event
+from runnerlib import JID, as_runner_job, fake_clock, load_runner, ret_event
 
 
 @pytest.fixture
@@ -181,3 +181,22 @@ def test_status_counts_the_rows_waiting_in_the_spool(es):
     es.store(*ret_event(minion="a"))
     es.store(*ret_event(minion="b"))
     assert es.status()["spool"]["rows waiting"] == 2
+
+
+def test_a_long_replay_reports_rows_written_back_and_left_then_its_summary(es, outage):
+    es.store_events([dict(zip(("tag", "data"), ret_event(minion=f"m{n}"))) for n in range(450)])
+    outage.end()
+    job = as_runner_job(es)
+    fake_clock(es).tick = 1.0  # each reading of the clock takes a second
+    result = es.replay(progress=2)
+    reports = job.progress()
+    done = [report["done"] for report in reports]
+    assert len(done) >= 2 and done == sorted(set(done))
+    assert all(report["done"] + report["left"] == 450 for report in reports)
+    assert result == {
+        "written back": 450,
+        "left in the spool": 0,
+        "spool": es._runtime().writer.spool.path,
+        "dead letters on disk": 0,
+        "retcode": 0,
+    }

@@ -41,6 +41,7 @@ from saltext.eventstore.rows import (
     return_row,
 )
 from saltext.eventstore.failures import Invalid
+from saltext.eventstore.progress import Progress
 from saltext.eventstore.times import UTC, jid_range, utc_now
 from saltext.eventstore.writer import REPLAY_BATCH
 
@@ -50,12 +51,13 @@ log = logging.getLogger(__name__)
 BACKFILL_BATCH = 500
 
 
-def backfill(runtime, jid=None, since="24h", until=None):
+def backfill(runtime, jid=None, since="24h", until=None, progress=None):
     """
     Copy what the job cache holds of ``jid``, or of the jobs started in the
     window ``since``..``until``, and the database lacks (the runner's
-    ``backfill`` says more); the counts it reports.  Raises
-    :py:class:`Invalid` for a window it cannot read.
+    ``backfill`` says more), telling ``progress`` (a
+    :py:class:`~saltext.eventstore.progress.Progress`) how far it is; the
+    counts it reports.  Raises :py:class:`Invalid` for a window it cannot read.
     """
     opts = runtime.opts
     cache = opts.get("master_job_cache", "local_cache")
@@ -72,17 +74,19 @@ def backfill(runtime, jid=None, since="24h", until=None):
             for j in returners[f"{cache}.get_jids"]()
             if (low is None or str(j) >= low) and (high is None or str(j) < high)
         )
-    counts, _ = copy_jobs(runtime, jids, returners)
+    counts, _ = copy_jobs(runtime, jids, returners, progress)
     return counts
 
 
-def copy_jobs(runtime, jids, returners=None):
+def copy_jobs(runtime, jids, returners=None, progress=None):
     """
     Write every job load and return the master job cache holds for ``jids``
     (the database keeps the first copy of each): what :py:func:`backfill` and
     catch-up rounds (:py:func:`catch_up`) store.  eventstore's own runner
-    jobs and ignored functions are left out.  Returns the counts
-    :py:func:`backfill` reports and the jobs it read.
+    jobs and ignored functions are left out.  ``progress`` (a
+    :py:class:`~saltext.eventstore.progress.Progress`) is told the jobs done
+    after each job.  Returns the counts :py:func:`backfill` reports and the
+    jobs it read.
     """
     cache = runtime.opts.get("master_job_cache", "local_cache")
     returners = returners or salt.loader.returners(runtime.opts, {})
@@ -108,7 +112,9 @@ def copy_jobs(runtime, jids, returners=None):
                 pending[kind].clear()
 
     read = []
-    for job in jids:
+    task = (progress or Progress()).task("backfill", "jobs done", left=len(jids))
+    for done, job in enumerate(jids):
+        task.advance(done, counts)
         load = returners[f"{cache}.get_load"](job)
         # Gone, or eventstore's own runner jobs (one per reaction) and
         # ignored functions.

@@ -8,6 +8,7 @@ that Salt's outputters print, with the ``retcode`` salt-run exits with.
 
 from saltext.eventstore.catchup import catch_up_report, read_state
 from saltext.eventstore.config import catch_up_settings
+from saltext.eventstore.progress import Progress
 from saltext.eventstore.schema import (
     EVENTS_TABLE,
     RETURNER_TABLES,
@@ -102,13 +103,20 @@ def status(runtime, version, loaded_from):
     return report
 
 
-def write_back(writer):
+def write_back(writer, progress=None):
     """
-    Write the whole spool back now; the runner's ``replay`` report, with
-    ``retcode: 1`` and an ``Error`` when rows are left.
+    Write the whole spool back now, telling ``progress`` (a
+    :py:class:`~saltext.eventstore.progress.Progress`) after each batch; the
+    runner's ``replay`` report, with ``retcode: 1`` and an ``Error`` when
+    rows are left.
     """
+    # The spool is counted (a listing of its folder) at the first report only.
+    task = (progress or Progress()).task(
+        "replay", "rows written back", left=lambda: len(writer.spool.names())
+    )
     written = writer.replay(REPLAY_BATCH, look=True)
     while written and written % REPLAY_BATCH == 0 and writer.spool.names(1):
+        task.advance(written)
         step = writer.replay(REPLAY_BATCH, look=True)
         if not step:
             break

@@ -9,6 +9,7 @@ with an index on ``alter_time``).  The statements are :py:mod:`saltext.eventstor
 
 from saltext.eventstore.config import positive_int, truthy
 from saltext.eventstore.failures import Failed, Invalid
+from saltext.eventstore.progress import Progress
 from saltext.eventstore.schema import (
     ADD_UNIQUE_KEY,
     COUNT_DUPLICATES,
@@ -56,11 +57,12 @@ def init_tables(store_):
 #: The keys of eventstore.status's report.
 
 
-def remove_duplicate_returns(store_, batch_size):
+def remove_duplicate_returns(store_, batch_size, progress):
     """
     Keep one row of each (jid, id) in ``salt_returns`` (:py:func:`first_return`),
-    ``batch_size`` pairs per transaction; returns how many rows it removed.
-    MySQL and PostgreSQL.
+    ``batch_size`` pairs per transaction, telling ``progress`` (a
+    :py:class:`~saltext.eventstore.progress.Progress`) after each; returns
+    how many rows it removed.  MySQL and PostgreSQL.
     """
     sql = store_.sql
 
@@ -84,15 +86,17 @@ def remove_duplicate_returns(store_, batch_size):
         return deleted - len(copies)
 
     last, removed = store_.run(find), 0
+    task = progress.task("migrate: duplicate returns", "(jid, id) pairs done", left=last)
     try:
         for low in range(0, last, batch_size):
             removed += store_.run(lambda cur, low=low: dedupe(cur, (low, low + batch_size)))
+            task.advance(min(low + batch_size, last), {"duplicate rows removed": removed})
     finally:
         store_.run(lambda cur: cur.execute(sql(DROP_DUPLICATES_TABLE)))
     return removed
 
 
-def add_unique_key(store_, batch_size, attempts=3):
+def add_unique_key(store_, batch_size, progress, attempts=3):
     """
     Remove the duplicate returns, then add the unique key on (jid, id); when
     the reactor stored a duplicate in between, do both again.  Returns how
@@ -100,7 +104,7 @@ def add_unique_key(store_, batch_size, attempts=3):
     """
     removed = 0
     for attempt in range(1, attempts + 1):
-        removed += remove_duplicate_returns(store_, batch_size)
+        removed += remove_duplicate_returns(store_, batch_size, progress)
         try:
             store_.run(lambda cur: cur.execute(store_.sql(ADD_UNIQUE_KEY)))
             return removed
@@ -110,11 +114,14 @@ def add_unique_key(store_, batch_size, attempts=3):
     return removed
 
 
-def migrate(store_, test=False, batch_size=1000):
+def migrate(store_, test=False, batch_size=1000, progress=None):
     """
-    Upgrade the tables as the runner's ``migrate`` says; its report, with
+    Upgrade the tables as the runner's ``migrate`` says, telling ``progress``
+    (a :py:class:`~saltext.eventstore.progress.Progress`) how far it is
+    between its steps and while it removes duplicates; its report, with
     ``retcode: 1`` when it failed.  Raises :py:class:`Invalid` for bad arguments.
     """
+    progress = progress or Progress()
     if store_.dialect == "sqlite":
         return (
             f"Nothing to migrate in {store_.describe()}: eventstore makes its SQLite tables itself"
@@ -138,12 +145,15 @@ def migrate(store_, test=False, batch_size=1000):
         if not plan:
             report["result"] = "Nothing to do: the tables have eventstore's layout"
             return report
-        for statement in plan:
+        # Steps of unequal length (an ALTER TABLE says nothing until it ends): no rate.
+        steps = progress.task("migrate", "steps done", left=len(plan), timed=False)
+        for done, statement in enumerate(plan):
+            steps.advance(done)
             if statement == ADD_UNIQUE_KEY:
                 ((pairs, copies),) = store_.select(COUNT_DUPLICATES, ())
                 removed = int(copies) - pairs
                 if not test:
-                    removed = add_unique_key(store_, batch_size)
+                    removed = add_unique_key(store_, batch_size, progress)
                 report["steps"].append(
                     f"remove {removed} duplicate returns of {pairs} (jid, id) pairs, keeping"
                     " the first stored of each (oldest alter_time, then lowest full_ret)"

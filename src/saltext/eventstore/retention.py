@@ -9,6 +9,7 @@ import datetime
 
 from saltext.eventstore.config import positive_int, truthy
 from saltext.eventstore.failures import Failed, Invalid
+from saltext.eventstore.progress import Progress
 from saltext.eventstore.schema import EVENTS_TABLE
 from saltext.eventstore.times import parse_time, time_to_jid, utc_now
 
@@ -71,12 +72,14 @@ EVENTS_SCAN_END = (
 PRUNE_KEYS = {"jids": ("jid", ""), "salt_returns": ("jid", ""), EVENTS_TABLE: ("id", 0)}
 
 
-def prune_table(store_, table, scan_end, extra, extra_params, batch_size, archive):
+def prune_table(store_, table, scan_end, extra, extra_params, batch_size, archive, task):
     """
     Delete the rows of ``table`` with ``key < scan_end`` that meet ``extra``
     (``key``: the table's in :py:data:`PRUNE_KEYS`), first copying them to
     ``<table>_archive`` when ``archive``; one transaction per batch of
-    ``batch_size`` rows along its index.  Returns how many rows it deleted.
+    ``batch_size`` rows along its index, each told to ``task`` (a
+    :py:class:`~saltext.eventstore.progress.Task`).  Returns how many rows it
+    deleted.
     """
     key, low = PRUNE_KEYS[table]
     archive_sql = PRUNE_ARCHIVE.format(table=table, extra=extra, key=key)
@@ -95,17 +98,21 @@ def prune_table(store_, table, scan_end, extra, extra_params, batch_size, archiv
             return cur.rowcount
 
         deleted += store_.run(work)
+        task.advance(deleted)
         if not boundary:
             return deleted
         low = high
 
 
-def prune(store_, days, hours, before, archive, dry_run, batch_size):
+def prune(store_, days, hours, before, archive, dry_run, batch_size, progress=None):
     """
     Delete (or archive) what is older than the cutoff, as the runner's
-    ``prune`` says; what went, per table.  Raises :py:class:`Invalid` for
-    bad arguments and :py:class:`Failed` when the database fails.
+    ``prune`` says, telling ``progress`` (a
+    :py:class:`~saltext.eventstore.progress.Progress`) how far it is; what
+    went, per table.  Raises :py:class:`Invalid` for bad arguments and
+    :py:class:`Failed` when the database fails.
     """
+    progress = progress or Progress()
     try:
         cutoff = prune_cutoff(days, hours, before, utc_now())
         batch_size = positive_int(batch_size, "batch_size")
@@ -114,7 +121,7 @@ def prune(store_, days, hours, before, archive, dry_run, batch_size):
     archive, dry_run = truthy(archive), truthy(dry_run)
     stored_before = cutoff.strftime("%Y-%m-%d %H:%M:%S")
     plan = (
-        # table, end of the jid scan, what else a row must meet to go
+        # table, end of the key scan, what else a row must meet to go
         ("jids", time_to_jid(cutoff), "", ()),
         (
             "salt_returns",
@@ -139,14 +146,21 @@ def prune(store_, days, hours, before, archive, dry_run, batch_size):
             )
             plan += ((EVENTS_TABLE, events_end, " AND `alter_time` < %s", (stored_before,)),)
         for table, scan_end, extra, extra_params in plan:
+            count_sql = PRUNE_COUNT.format(table=table, extra=extra, key=PRUNE_KEYS[table][0])
+            count_params = (scan_end, *extra_params)
             if dry_run:
-                statement = PRUNE_COUNT.format(table=table, extra=extra, key=PRUNE_KEYS[table][0])
-                ((result[table],),) = store_.select(statement, (scan_end, *extra_params))
+                ((result[table],),) = store_.select(count_sql, count_params)
                 continue
             if archive:
                 store_.create_table_like(table, f"{table}_archive")
+            # What is left is counted once, at the first report: a short prune never pays for it.
+            task = progress.task(
+                f"prune {table}",
+                f"rows {result['action']}",
+                left=lambda sql=count_sql, params=count_params: store_.select(sql, params)[0][0],
+            )
             result[table] = prune_table(
-                store_, table, scan_end, extra, extra_params, batch_size, archive
+                store_, table, scan_end, extra, extra_params, batch_size, archive, task
             )
     except Exception as exc:  # pylint: disable=broad-except
         raise Failed(
