@@ -211,6 +211,7 @@ def test_a_long_prune_ends_with_the_summary_it_gave_without_reports(es):
         "action": "deleted",
         "jids": 0,
         "salt_returns": 300,
+        "salt_events": 0,
     }
 
 
