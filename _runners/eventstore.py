@@ -9,6 +9,9 @@ pgjsonb returner: the same tables, ``jsonb`` columns): ``salt_returns``, and
 reactor SLS itself drops ``saltutil.find_job`` polls and ``ignore_funs``, so
 they cost no runner job.  Every reader of that layout (the returner's
 ``get_jid``/``get_fun``, Alcali, SQL reports) reads these rows as its own.
+Runner, orchestration and wheel jobs are stored the same way, under the
+master's id; the other bus events named in ``eventstore: events`` go to
+``salt_events``, the table of the mysql returner's ``event_return``.
 
 :depends: PyMySQL for the mysql backend; psycopg 3 (``psycopg[binary]``) for
     the postgres backend; nothing for SQLite.
@@ -128,36 +131,10 @@ a change, restart the master (the reactor keeps its loaded runners).
 What it guarantees
 ------------------
 
-- **One row per (jid, minion)** and per jid, however often an event arrives
-  (a unique key; the first copy wins).
-- **Verified returns.**  Any minion can fire an event tagged as another
-  minion's return.  With ``verify_returns`` (the default with the default
-  ``local_cache`` job cache) a return is stored only when the master's own job
-  cache holds it, and it is the job cache's copy that is stored; a forgery is
-  refused and logged with its tag.  A forgery holds a reactor thread 0.2 s at
-  most, unless it names a targeted minion that has not returned yet (then
-  ``job_cache_wait``, once per job and minion).  Turn verification off only
-  for a master whose job cache is not ``local_cache``: then every return
-  event on the bus is believed.
-- **Whole returns.**  The event bus cuts values of events over
-  ``max_event_size`` to ``VALUE_TRIMMED``; the job cache keeps them whole, and
-  that copy is stored.
-- **Nothing lost while the database is down.**  A row that cannot be written
-  is written to ``spool_dir`` (fsynced), one warning is logged per outage, and
-  the database is not tried again for a growing pause (1 s to 30 s), so a dead
-  server does not hold reactor threads.  The spool is written back by the next
-  successful store, 100 rows at a time, and by :py:func:`replay`.
-- **Nothing stored wrong.**  A row the database refuses as such (too big for
-  its column: ``mediumtext`` holds 16 MiB; on PostgreSQL, a NUL character or
-  a lone surrogate, which ``jsonb`` cannot hold) is kept whole in the
-  ``eventstore_dead_letters`` table with the reason; :py:func:`query` shows it.
-- **Nothing missed for good.**  Returns the reactor never saw (master down,
-  reactor queue full, a reaction Salt lost) are copied from the job cache by
-  catch-up rounds (:py:func:`catch_up`): every ``catch_up_interval`` seconds,
-  in a thread of the reactor's process (started by the first stored return)
-  and of the eventstore engine (started with the master), one process at a
-  time.  A return reaches the database within ``catch_up_after`` +
-  ``catch_up_interval`` seconds (2 minutes by default) of reaching the master.
+One row per (jid, minion), returns verified against the master job cache and
+stored whole, nothing lost while the database is down (the spool), nothing
+stored wrong (dead letters), nothing missed for good (catch-up rounds): the
+README's "What it guarantees" says how, and at what cost.
 
 Operations
 ----------
