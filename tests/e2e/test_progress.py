@@ -58,6 +58,7 @@ def test_salt_run_prune_prints_progress_as_it_goes_then_its_summary(master, old_
         "action": "deleted",
         "jids": 0,
         "salt_returns": OLD_RETURNS,
+        "salt_events": 0,
     }
 
 
@@ -72,5 +73,6 @@ def test_salt_run_prune_with_progress_off_prints_only_its_summary(master, old_re
             "action": "deleted",
             "jids": 0,
             "salt_returns": OLD_RETURNS,
+            "salt_events": 0,
         }
     ]
