@@ -207,10 +207,13 @@ def reactor_master(
     )
     master = BenchMaster(bench.root, name, overrides)
     (master.root / "srv/reactor/eventstore.sls").write_text(sls)
-    # The same SLS, rendered the same way, calling the do-nothing runner.
-    (master.root / "srv/reactor/noop.sls").write_text(
-        sls.replace("runner.eventstore.store", "runner.benchnoop.store")
-    )
+    # The same SLS, rendered the same way, calling the do-nothing runner for
+    # the same job events under bench/noop/ (which it would take for other events).
+    noop = sls.replace("runner.eventstore.store", "runner.benchnoop.store")
+    job_tag = 'tag.startswith("salt/job/")'
+    if job_tag in noop:
+        noop = noop.replace(job_tag, 'tag.startswith(("salt/job/", "bench/noop/"))')
+    (master.root / "srv/reactor/noop.sls").write_text(noop)
     bench.masters.append(master)
     master.start()
     bench.salt_run(master, "eventstore.init")
