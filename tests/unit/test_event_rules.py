@@ -1,8 +1,8 @@
 """
 Events other than job results (``eventstore: events``): which are stored in
 salt_events, the row each becomes, and the same choice in the engine's
-prefilter and the reactor SLS.  tests/integration/test_events.py stores them
-on every backend; tests/e2e/test_events.py through real daemons.
+prefilter and the reactor SLS.  tests/integration/test_salt_events.py stores them
+on every backend; tests/e2e/test_minion_events.py through real daemons.
 """
 
 import datetime
